@@ -1,0 +1,20 @@
+# R-HLH: omics and cytokine analysis of the ruxolitinib first-line HLH trial (NCT05762640).
+# Thin entry point: config validation, input contract check, rule files, targets.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+
+
+rule all:
+    input:
+        all_targets,
+    default_target: True
+
+
+include: "workflow/rules/inputs.smk"

@@ -1,0 +1,11 @@
+"""Rule validated_table: write the typed, checked copy of one input table."""
+
+from rhlh.io import write_tsv
+from rhlh.logs import setup_logging
+from rhlh.validate import clean_table
+
+log = setup_logging(snakemake)  # noqa: F821
+table = snakemake.wildcards.table  # noqa: F821
+df = clean_table(table, snakemake.params.inputs, snakemake.params.config)  # noqa: F821
+write_tsv(df, snakemake.output[0])  # noqa: F821
+log.info("%s: %d rows, %d columns", table, len(df), df.shape[1])

@@ -1,0 +1,336 @@
+"""Raw counts in the three forms of the data contract, read into one samples x genes AnnData.
+
+Forms: a genes x samples matrix (TSV/CSV, optionally gzipped, optional ``gene_name`` column),
+a featureCounts table, and an ``.h5ad`` (bulk: one observation per sample; single-cell: one
+observation per cell with ``obs["sample_id"]``, summed into pseudobulk profiles in chunks).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from rhlh.errors import InputError
+from rhlh.io import _delimiter, read_text
+
+FEATURECOUNTS_COLUMNS = ["Geneid", "Chr", "Start", "End", "Strand", "Length"]
+log = logging.getLogger("rhlh")
+
+
+def count_format(path) -> str:
+    """Which of the contract's count forms a file is: 'h5ad', 'featurecounts' or 'matrix'."""
+    name = str(path).lower()
+    if name.endswith(".h5ad"):
+        return "h5ad"
+    text_head = _head_line(path)
+    cols = text_head.split(_delimiter(path))
+    if [c.strip() for c in cols[:6]] == FEATURECOUNTS_COLUMNS:
+        return "featurecounts"
+    return "matrix"
+
+
+def _head_line(path) -> str:
+    text = read_text(path)
+    for line in text.splitlines():
+        if line.startswith("#") or not line.strip():
+            continue
+        return line.lstrip("\ufeff")
+    raise InputError(path, "file has no header line")
+
+
+def _locate_bad_cell(path, frame: pd.DataFrame, sample_cols, gene_ids):
+    """Find the first cell that is not a non-negative integer and raise an InputError for it."""
+    for col in sample_cols:
+        values = frame[col].astype(str).str.strip()
+        num = pd.to_numeric(values, errors="coerce")
+        bad = num.isna() | ~np.isfinite(num) | (num < 0) | (num != np.floor(num))
+        if bad.any():
+            i = int(np.flatnonzero(bad.to_numpy())[0])
+            raw = values.iloc[i]
+            if np.isnan(num.iloc[i]):
+                what = "missing value" if raw in ("", "NA", "nan", "NaN") else "not a number"
+            elif not np.isfinite(num.iloc[i]):
+                what = "not a finite number"
+            elif num.iloc[i] < 0:
+                what = "negative count"
+            else:
+                what = "fractional count"
+            raise InputError(
+                path,
+                f"{what}: counts must be non-negative integers (gene {gene_ids[i]})",
+                row=int(frame.index[i]),
+                column=col,
+                value=raw,
+            )
+
+
+def read_count_table(path, fmt: str | None = None) -> tuple[pd.DataFrame, np.ndarray]:
+    """Read a genes x samples matrix or featureCounts table.
+
+    Returns (var, counts) where var has gene_id/gene_name and counts is samples x genes int64,
+    with the sample ids as ``var.attrs['samples']``.
+    """
+    fmt = fmt or count_format(path)
+    text = read_text(path)
+    lines = [ln for ln in text.splitlines() if not ln.startswith("#")]
+    sep = _delimiter(path)
+    if len(lines) < 2:
+        raise InputError(path, "counts file has a header but no gene rows (truncated?)")
+    header = [h.strip().strip('"') for h in lines[0].split(sep)]
+    if len(header) < 2:
+        raise InputError(
+            path, "header has a single column: expected tab-separated (or .csv comma) values", row=1
+        )
+    if fmt == "featurecounts":
+        id_col, annot = "Geneid", FEATURECOUNTS_COLUMNS
+    else:
+        id_col = header[0]
+        if id_col != "gene_id":
+            raise InputError(path, "first column must be 'gene_id'", row=1, column=id_col)
+        annot = ["gene_id", "gene_name"] if len(header) > 1 and header[1] == "gene_name" else [
+            "gene_id"
+        ]
+    sample_cols = header[len(annot) :]
+    if not sample_cols:
+        raise InputError(path, "no sample columns after the gene annotation columns", row=1)
+    if fmt == "featurecounts":
+        # featureCounts names columns after BAM paths: keep the file stem
+        sample_cols = [re.sub(r"(\.sorted)?\.bam$", "", Path(c).name) for c in sample_cols]
+    dup = sorted({c for c in sample_cols if sample_cols.count(c) > 1})
+    if dup:
+        raise InputError(path, "duplicated sample column", row=1, column=dup[0])
+    for i, line in enumerate(lines[1:], start=2):
+        n = line.count(sep) + 1
+        if n != len(header) and line.strip():
+            raise InputError(
+                path, f"row has {n} fields but the header has {len(header)} (truncated file?)", row=i
+            )
+    names = annot + sample_cols
+    body = "\n".join(lines[1:])
+    try:
+        frame = pd.read_csv(
+            io.StringIO(body), sep=sep, header=None, names=names, dtype={c: str for c in annot},
+            keep_default_na=False, na_values=[], engine="c",
+        )
+    except (ValueError, pd.errors.ParserError) as exc:
+        raise InputError(path, f"cannot be parsed as a table: {exc}") from None
+    frame.index = pd.RangeIndex(2, 2 + len(frame))
+    gene_ids = frame[annot[0]].astype(str).str.strip().to_numpy()
+    if (gene_ids == "").any():
+        i = int(np.flatnonzero(gene_ids == "")[0])
+        raise InputError(path, "empty gene id", row=int(frame.index[i]), column=annot[0])
+    dup_genes = pd.Index(gene_ids)[pd.Index(gene_ids).duplicated()]
+    if len(dup_genes):
+        i = int(np.flatnonzero(gene_ids == dup_genes[0])[1])
+        raise InputError(path, "duplicated gene id", row=int(frame.index[i]), column=annot[0],
+                         value=dup_genes[0])
+    values = frame[sample_cols]
+    if not all(np.issubdtype(dt, np.number) for dt in values.dtypes):
+        _locate_bad_cell(path, values, sample_cols, gene_ids)
+    arr = values.to_numpy(dtype=np.float64)
+    bad = ~np.isfinite(arr) | (arr < 0) | (arr != np.floor(arr))
+    if bad.any():
+        _locate_bad_cell(path, values, sample_cols, gene_ids)
+    var = pd.DataFrame({"gene_id": gene_ids})
+    gene_names = frame["gene_name"].astype(str).str.strip() if "gene_name" in annot else None
+    var["gene_name"] = gene_names.to_numpy() if gene_names is not None else gene_ids
+    var.index = pd.Index(gene_ids, name=None)
+    var.attrs["samples"] = list(sample_cols)
+    return var, arr.T.astype(np.int64)
+
+
+def _h5ad_matrix(f):
+    """The raw-count matrix of an open h5ad: layers/counts if present, else X."""
+    import anndata.io as aio
+
+    if "layers" in f and "counts" in f["layers"]:
+        node = f["layers"]["counts"]
+    elif "X" in f:
+        node = f["X"]
+    else:
+        return None
+    enc = node.attrs.get("encoding-type", "array") if hasattr(node, "attrs") else "array"
+    if enc in ("csr_matrix", "csc_matrix"):
+        return aio.sparse_dataset(node)
+    return node
+
+
+def _check_chunk(path, block, row0, obs_names, var_names):
+    data = block.data if sp.issparse(block) else np.asarray(block)
+    bad = ~np.isfinite(data) | (data < 0) | (data != np.floor(data))
+    if not bad.any():
+        return
+    dense = block.toarray() if sp.issparse(block) else np.asarray(block)
+    badm = ~np.isfinite(dense) | (dense < 0) | (dense != np.floor(dense))
+    r, c = (int(x[0]) for x in np.nonzero(badm))
+    raise InputError(
+        path,
+        "counts must be non-negative integers (layers['counts'] or X)",
+        row=f"observation {obs_names[row0 + r]}",
+        column=f"gene {var_names[c]}",
+        value=float(dense[r, c]),
+    )
+
+
+def read_h5ad_counts(path, chunk_size: int = 50_000, progress=None):
+    """Read an h5ad's raw counts as per-sample (and per sample x cell type) sums, streaming.
+
+    Returns (var, sample_counts, sample_ids, ct_counts, ct_index, n_cells_per_profile). Bulk
+    files (one observation per sample) give one profile per observation. Memory stays bounded
+    by one chunk of rows plus the output profiles.
+    """
+    import anndata.io as aio
+    import h5py
+
+    path = Path(path)
+    if not path.exists():
+        raise InputError(path, "file does not exist")
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        raise InputError(path, f"not a readable h5ad (HDF5) file: {exc}") from None
+    with f:
+        if "obs" not in f or "var" not in f:
+            raise InputError(path, "not an AnnData file: no 'obs' or 'var' group")
+        obs = aio.read_elem(f["obs"])
+        var_df = aio.read_elem(f["var"])
+        mat = _h5ad_matrix(f)
+        if mat is None:
+            raise InputError(path, "no count matrix: neither layers['counts'] nor X")
+        n_obs, n_var = mat.shape
+        if n_obs == 0 or n_var == 0:
+            raise InputError(path, f"empty count matrix ({n_obs} x {n_var})")
+        obs_names = obs.index.astype(str).to_numpy()
+        single_cell = "sample_id" in obs.columns
+        if single_cell:
+            sample_of = obs["sample_id"].astype(str).to_numpy()
+            if (obs["sample_id"].isna()).any():
+                i = int(np.flatnonzero(obs["sample_id"].isna().to_numpy())[0])
+                raise InputError(path, "missing sample_id", row=f"cell {obs_names[i]}",
+                                 column="obs['sample_id']")
+        else:
+            sample_of = obs_names
+            if pd.Index(obs_names).duplicated().any():
+                d = pd.Index(obs_names)[pd.Index(obs_names).duplicated()][0]
+                raise InputError(path, "duplicated observation name (sample_id)", row=d,
+                                 column="obs_names")
+        var_names = var_df.index.astype(str).to_numpy()
+        samples = pd.Index(pd.unique(sample_of))
+        s_code = samples.get_indexer(sample_of)
+        has_ct = single_cell and "cell_type" in obs.columns
+        if has_ct:
+            ct = obs["cell_type"].astype(str).to_numpy()
+            pair = pd.MultiIndex.from_arrays([sample_of, ct])
+            ct_index = pd.MultiIndex.from_tuples(pd.unique(pair), names=["sample_id", "cell_type"])
+            c_code = ct_index.get_indexer(pair)
+        sample_counts = np.zeros((len(samples), n_var), dtype=np.int64)
+        ct_counts = np.zeros((len(ct_index), n_var), dtype=np.int64) if has_ct else None
+        for start in range(0, n_obs, chunk_size):
+            stop = min(start + chunk_size, n_obs)
+            block = mat[start:stop]
+            _check_chunk(path, block, start, obs_names, var_names)
+            block = sp.csr_matrix(block) if not sp.issparse(block) else block.tocsr()
+            rows = np.arange(stop - start)
+            g = sp.csr_matrix(
+                (np.ones(stop - start), (s_code[start:stop], rows)),
+                shape=(len(samples), stop - start),
+            )
+            sample_counts += np.rint((g @ block).toarray()).astype(np.int64)
+            if has_ct:
+                gc = sp.csr_matrix(
+                    (np.ones(stop - start), (c_code[start:stop], rows)),
+                    shape=(len(ct_index), stop - start),
+                )
+                ct_counts += np.rint((gc @ block).toarray()).astype(np.int64)
+            if progress:
+                progress(stop, n_obs)
+    var = pd.DataFrame(index=pd.Index(var_names))
+    var["gene_id"] = (
+        var_df["gene_id"].astype(str).to_numpy() if "gene_id" in var_df.columns else var_names
+    )
+    var["gene_name"] = (
+        var_df["gene_name"].astype(str).to_numpy() if "gene_name" in var_df.columns else var_names
+    )
+    var.index = pd.Index(var["gene_id"].to_numpy())
+    n_cells = pd.Series(np.bincount(s_code, minlength=len(samples)), index=samples)
+    return {
+        "var": var,
+        "samples": list(samples),
+        "counts": sample_counts,
+        "single_cell": single_cell,
+        "ct_index": ct_index if has_ct else None,
+        "ct_counts": ct_counts,
+        "n_cells": n_cells,
+    }
+
+
+def read_counts(path, progress=None, chunk_size=50_000) -> dict:
+    """Read raw counts in any contract form into samples x genes int64 plus gene annotation."""
+    fmt = count_format(path)
+    if fmt == "h5ad":
+        out = read_h5ad_counts(path, chunk_size=chunk_size, progress=progress)
+        out["format"] = "h5ad-sc" if out["single_cell"] else "h5ad"
+        return out
+    var, counts = read_count_table(path, fmt)
+    return {
+        "var": var,
+        "samples": var.attrs.pop("samples"),
+        "counts": counts,
+        "single_cell": False,
+        "ct_index": None,
+        "ct_counts": None,
+        "n_cells": None,
+        "format": fmt,
+    }
+
+
+def to_anndata(counts: np.ndarray, obs: pd.DataFrame, var: pd.DataFrame):
+    """Build the samples x genes AnnData with raw counts in X and layers['counts']."""
+    import anndata as ad
+
+    var = var.copy()
+    var.attrs = {}
+    x = counts.astype(np.int64)
+    sparse = x.size and (x == 0).mean() > 0.5
+    mat = sp.csr_matrix(x) if sparse else x
+    adata = ad.AnnData(X=mat, obs=obs.copy(), var=var)
+    adata.layers["counts"] = mat.copy()
+    return adata
+
+
+def build_count_objects(raw: dict, samples: pd.DataFrame, patients: pd.DataFrame):
+    """AnnData of per-sample counts (obs = sheet + patient covariates), by-cell-type AnnData.
+
+    Samples present in only one of counts and sheet are dropped (validation has already
+    decided whether that is allowed); returns (adata, by_cell_type or None, dropped ids).
+    """
+    sheet = samples.set_index("sample_id", drop=False)
+    in_counts = [s for s in raw["samples"] if s in sheet.index]
+    dropped = [s for s in raw["samples"] if s not in sheet.index]
+    dropped += [s for s in sheet.index if s not in set(raw["samples"])]
+    pos = pd.Index(raw["samples"]).get_indexer(in_counts)
+    covars = patients.drop(columns=[c for c in patients.columns if c.endswith("_day")
+                                    and c != "patient_id"], errors="ignore")
+    obs = sheet.loc[in_counts].merge(covars, on="patient_id", how="left", suffixes=("", "_patient"))
+    obs.index = pd.Index(in_counts)
+    obs = obs.astype({c: str for c in obs.columns if obs[c].dtype == object})
+    if raw.get("n_cells") is not None:
+        obs["n_cells"] = raw["n_cells"].reindex(in_counts).to_numpy()
+    adata = to_anndata(raw["counts"][pos], obs, raw["var"])
+    by_ct = None
+    if raw.get("ct_index") is not None:
+        idx = raw["ct_index"]
+        keep = np.flatnonzero(idx.get_level_values(0).isin(in_counts))
+        sub = idx[keep]
+        ct_obs = sheet.loc[sub.get_level_values(0)].reset_index(drop=True)
+        ct_obs["cell_type"] = sub.get_level_values(1).astype(str)
+        ct_obs.index = [f"{s}|{c}" for s, c in sub]
+        ct_obs = ct_obs.merge(covars, on="patient_id", how="left").set_index(ct_obs.index)
+        by_ct = to_anndata(raw["ct_counts"][keep], ct_obs, raw["var"])
+    return adata, by_ct, dropped

@@ -1,0 +1,146 @@
+"""Reading and writing tables: delimiter by extension, gzip, atomic deterministic writes."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import os
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+from rhlh.errors import InputError
+
+FLOAT_FORMAT = "%.10g"
+
+
+def _delimiter(path) -> str:
+    name = str(path).lower()
+    if name.endswith(".gz"):
+        name = name[:-3]
+    return "," if name.endswith(".csv") else "\t"
+
+
+def read_text(path) -> str:
+    """Whole file as text: gunzips by extension, strips a UTF-8 BOM, checks it is not empty."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(path, "file does not exist")
+    raw = path.read_bytes()
+    if str(path).lower().endswith(".gz"):
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError) as exc:
+            raise InputError(path, f"not a valid gzip file ({exc})") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(path, f"not UTF-8 text (byte {exc.start})") from None
+    text = text.lstrip("\ufeff")
+    if not text.strip():
+        raise InputError(path, "file is empty")
+    return text
+
+
+def read_table(path, required=(), dtype=str) -> pd.DataFrame:
+    """Read a contract table as strings; checks the header, required columns and row widths."""
+    text = read_text(path)
+    sep = _delimiter(path)
+    lines = text.splitlines()
+    header = lines[0].split(sep)
+    if len(header) == 1 and sep == "\t" and ("," in lines[0] or ";" in lines[0]):
+        raise InputError(
+            path, "the header has a single column: expected tab-separated values", row=1
+        )
+    header = [h.strip().strip('"') for h in header]
+    dup = {h for h in header if header.count(h) > 1}
+    if dup:
+        raise InputError(path, "duplicated column name in the header", row=1, column=sorted(dup)[0])
+    missing = [c for c in required if c not in header]
+    if missing:
+        raise InputError(
+            path, f"required column missing (columns found: {', '.join(header)})", column=missing[0]
+        )
+    for i, line in enumerate(lines[1:], start=2):
+        if not line.strip():
+            continue
+        n = len(line.split(sep)) if '"' not in line else None
+        if n is not None and n != len(header):
+            raise InputError(
+                path, f"row has {n} fields but the header has {len(header)} (truncated file?)", row=i
+            )
+    try:
+        df = pd.read_csv(
+            io.StringIO(text), sep=sep, dtype=dtype, keep_default_na=False, na_filter=False,
+            skip_blank_lines=True,
+        )
+    except (pd.errors.ParserError, ValueError) as exc:
+        raise InputError(path, f"cannot be parsed as a table: {exc}") from None
+    df.columns = [str(c).strip() for c in df.columns]
+    if dtype is str:
+        df = df.apply(lambda s: s.str.strip())
+    # file row numbers (header = row 1) for error messages
+    df.index = pd.RangeIndex(2, 2 + len(df))
+    return df
+
+
+def atomic_path(path):
+    """A temporary sibling path; rename it onto ``path`` once fully written."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    return Path(tmp)
+
+
+def write_tsv(df: pd.DataFrame, path, index=False) -> None:
+    """Write a TSV deterministically and atomically (temp file, then rename)."""
+    tmp = atomic_path(path)
+    try:
+        df.to_csv(tmp, sep="\t", index=index, float_format=FLOAT_FORMAT, lineterminator="\n")
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_h5ad(adata, path) -> None:
+    """Write an AnnData atomically."""
+    tmp = atomic_path(str(path))
+    tmp_h5 = tmp.with_suffix(".h5ad")
+    try:
+        adata.write_h5ad(tmp_h5)
+        os.replace(tmp_h5, path)
+    finally:
+        for p in (tmp, tmp_h5):
+            if p.exists():
+                p.unlink()
+
+
+def save_figure(fig, png_path, formats=("pdf",)) -> None:
+    """Save a figure as PNG (for the report) and sibling PDF, atomically; closes it."""
+    import matplotlib.pyplot as plt
+
+    png_path = Path(png_path)
+    for ext in ("png", *formats):
+        target = png_path.with_suffix("." + ext)
+        tmp = atomic_path(target).with_suffix("." + ext)
+        try:
+            fig.savefig(tmp, dpi=150, bbox_inches="tight", metadata=_fig_metadata(ext))
+            os.replace(tmp, target)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+    plt.close(fig)
+
+
+def _fig_metadata(ext):
+    # no timestamps, so reruns give identical files
+    if ext == "pdf":
+        return {"CreationDate": None, "ModDate": None}
+    if ext == "png":
+        return {"Software": None}
+    if ext == "svg":
+        return {"Date": None}
+    return None

@@ -1,0 +1,105 @@
+"""Glue between the Snakefile and the library: the parse-time input check and its cache."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import sys
+import time
+from pathlib import Path
+
+from rhlh.errors import InputError
+
+LIB = Path(__file__).resolve().parent
+# library files whose change invalidates a cached validation
+VALIDATION_CODE = ("validate.py", "counts.py", "cytokines.py", "io.py", "errors.py",
+                   "signatures.py", "workflow_support.py")
+
+
+def _code_version() -> str:
+    h = hashlib.sha256()
+    for name in VALIDATION_CODE:
+        p = LIB / name
+        if p.exists():
+            h.update(p.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def has_cell_types(counts_path) -> bool:
+    """Whether a counts file is a single-cell h5ad with obs['cell_type'] (cheap: reads keys)."""
+    if not str(counts_path).lower().endswith(".h5ad"):
+        return False
+    import h5py
+
+    try:
+        with h5py.File(counts_path, "r") as f:
+            obs = f.get("obs")
+            return obs is not None and "sample_id" in obs and "cell_type" in obs
+    except OSError:
+        return False
+
+
+def check_genesets(config: dict, base: Path, gene_symbols) -> None:
+    """Each GMT must parse and share at least one gene with the data."""
+    from rhlh.signatures import read_gmt
+
+    symbols = set(gene_symbols)
+    for gmt in config.get("genesets", []):
+        path = Path(gmt) if Path(gmt).is_absolute() else base / gmt
+        sets = read_gmt(path)
+        if not any(symbols.intersection(genes) for genes in sets.values()):
+            raise InputError(path, "no gene of any set in this GMT is in the counts (gene_name "
+                             "or gene_id): check the gene identifiers")
+
+
+def check_inputs_once(config: dict, results: str, main_process: bool = True,
+                      base: Path | str = ".") -> dict:
+    """Validate the whole cohort unless an identical validation already passed; exit on error.
+
+    The stamp lives under ``<results>/logs/validate/``; on failure the message goes to stderr and
+    to ``<results>/logs/validate/error.log`` and the process exits with status 1.
+    """
+    from rhlh.validate import input_fingerprint, resolve_inputs, validate_cohort
+
+    base = Path(base)
+    logdir = Path(results) / "logs" / "validate"
+    try:
+        paths = resolve_inputs(config, base)
+        if not main_process:
+            return paths
+        key = input_fingerprint(paths, config, _code_version())
+        stamp = logdir / f"passed-{key}.txt"
+        if stamp.exists():
+            return paths
+        t0 = time.time()
+        logger = logging.getLogger("rhlh")
+        if not logger.handlers:
+            logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+        genes = {}
+
+        def counts_reader(path):
+            from rhlh.counts import read_counts
+
+            out = read_counts(path)
+            genes["symbols"] = list(out["var"]["gene_name"]) + list(out["var"]["gene_id"])
+            return out
+
+        cohort = validate_cohort(config, base, read_counts_fn=counts_reader)
+        check_genesets(config, base, genes["symbols"])
+    except InputError as exc:
+        logdir.mkdir(parents=True, exist_ok=True)
+        (logdir / "error.log").write_text(str(exc) + "\n")
+        print(f"\n{exc}\n\nThe run stopped before any analysis; nothing was written under "
+              f"{results}/ except {logdir}/error.log.", file=sys.stderr)
+        sys.exit(1)
+    logdir.mkdir(parents=True, exist_ok=True)
+    for old in logdir.glob("passed-*.txt"):
+        old.unlink()
+    (logdir / "error.log").unlink(missing_ok=True)
+    lines = [f"validated in {time.time() - t0:.1f} s"]
+    lines += [f"{t}: {p}" for t, p in paths.items() if p]
+    lines += [f"samples: {len(cohort.samples)}, patients: {len(cohort.patients)}, "
+              f"genes: {cohort.n_genes}"]
+    lines += [f"warning: {w}" for w in cohort.warnings]
+    stamp.write_text("\n".join(lines) + "\n")
+    return paths

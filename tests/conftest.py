@@ -1,0 +1,41 @@
+"""Shared fixtures: a copy of the example cohort, and a Snakemake runner."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLE = REPO / "example" / "cohort"
+SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
+
+
+@pytest.fixture
+def cohort_copy(tmp_path) -> Path:
+    """A writable copy of the example cohort folder."""
+    dst = tmp_path / "cohort"
+    shutil.copytree(EXAMPLE, dst)
+    return dst
+
+
+def run_workflow(workdir: Path, *args, config: dict | None = None, targets=(), timeout=1200):
+    """Run snakemake on the repo's Snakefile with ``workdir`` as working directory."""
+    cmd = [SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-d", str(workdir), "--cores", "2",
+           "--configfile", str(REPO / "config" / "config.yaml")]
+    if config:
+        cmd += ["--config"] + [f"{k}={v}" for k, v in config.items()]
+    cmd += list(args) + list(targets)
+    env = dict(os.environ, PYTHONHASHSEED="0")
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def files_under(root: Path):
+    """Relative paths of all files under root (empty list if it does not exist)."""
+    if not root.exists():
+        return []
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())

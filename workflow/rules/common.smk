@@ -1,0 +1,40 @@
+# Shared by every rule file: config and input validation at parse time, paths, targets.
+import sys
+from pathlib import Path
+
+from snakemake.utils import validate
+
+sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
+
+from rhlh.workflow_support import check_inputs_once, has_cell_types  # noqa: E402
+
+validate(config, Path(workflow.basedir) / "workflow/schemas/config.schema.yaml")
+
+RESULTS = config["results"].rstrip("/")
+BASE = Path(workflow.basedir)
+# Validation runs once per change of inputs/config/code, before any job, in the main process;
+# a defect stops the run with one message and writes nothing but the validation log.
+INPUTS = check_inputs_once(config, RESULTS, main_process=workflow.is_main_process)
+HAS_CELL_TYPES = has_cell_types(INPUTS["counts"])
+TABLES = [t for t in ("samples", "patients", "responses", "cytokines", "pk", "events") if INPUTS[t]]
+
+# Each rule file adds its final outputs here: TARGETS["stage"] = [...]
+TARGETS = {}
+
+
+def res(path):
+    """A path under the results root."""
+    return f"{RESULTS}/{path}"
+
+
+def logp(rule_name, name="log.txt"):
+    """The log file of a rule: <results>/logs/<rule>/<name>."""
+    return f"{RESULTS}/logs/{rule_name}/{name}"
+
+
+def all_targets(wildcards):
+    return [f for files in TARGETS.values() for f in files]
+
+
+wildcard_constraints:
+    table="|".join(TABLES),

@@ -1,0 +1,73 @@
+# Stage 0: the validated, typed copy of every input, and a cohort summary.
+
+
+rule validated_table:
+    input:
+        table=lambda wc: INPUTS[wc.table],
+        # the readers check patients/samples references, so these are inputs too
+        refs=lambda wc: [INPUTS["patients"]] if wc.table in ("responses", "pk", "events") else [],
+    output:
+        res("inputs/validated/{table}.tsv"),
+    log:
+        logp("validated_table", "{table}.log"),
+    params:
+        config=lambda wc: {k: config[k] for k in ("visits", "baseline_visit", "cytokines")},
+        inputs=INPUTS,
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    conda:
+        "../../envs/rhlh.yaml"
+    script:
+        "../../scripts/inputs_validated_table.py"
+
+
+rule ingest_counts:
+    input:
+        counts=INPUTS["counts"],
+        samples=res("inputs/validated/samples.tsv"),
+        patients=res("inputs/validated/patients.tsv"),
+    output:
+        counts=res("inputs/validated/counts.h5ad"),
+        by_cell_type=(
+            [res("inputs/validated/counts_by_cell_type.h5ad")] if HAS_CELL_TYPES else []
+        ),
+    log:
+        logp("ingest_counts"),
+    params:
+        sample_mismatch=config.get("sample_mismatch", "fail"),
+    threads: 1
+    resources:
+        mem_mb=lambda wc, attempt: 4000 * attempt,
+        runtime=60,
+    conda:
+        "../../envs/rhlh.yaml"
+    script:
+        "../../scripts/inputs_ingest_counts.py"
+
+
+rule input_summary:
+    input:
+        tables=expand(res("inputs/validated/{table}.tsv"), table=TABLES),
+        counts=res("inputs/validated/counts.h5ad"),
+    output:
+        res("inputs/summary.tsv"),
+    log:
+        logp("input_summary"),
+    params:
+        visits=config["visits"],
+        baseline=config["baseline_visit"],
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../../envs/rhlh.yaml"
+    script:
+        "../../scripts/inputs_summary.py"
+
+
+TARGETS["inputs"] = [res("inputs/summary.tsv")] + expand(
+    res("inputs/validated/{table}.tsv"), table=TABLES
+)
