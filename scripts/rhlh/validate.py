@@ -348,8 +348,8 @@ def validate_cohort(config: dict, base=".", read_counts_fn=None) -> Cohort:
     _no_rows(paths["cytokines"], cyto_raw)
     _check_known(paths["cytokines"], cyto_raw, "sample_id", set(samples["sample_id"]), "sample",
                  Path(paths["samples"]).name)
-    cytokines = parse_cytokines(cyto_raw, path=paths["cytokines"],
-                                duplicates=config.get("cytokines", {}).get("duplicates", "mean"))
+    cytokines = parse_cytokines(cyto_raw, file=paths["cytokines"],
+                                duplicates=_cytokine_duplicates(config))
     baseline = config.get("baseline_visit", "D0")
     no_base = sorted(set(samples["patient_id"]) - set(
         samples.loc[samples["visit"] == baseline, "patient_id"]))
@@ -363,6 +363,11 @@ def validate_cohort(config: dict, base=".", read_counts_fn=None) -> Cohort:
         n_genes=counts["counts"].shape[1], dropped_samples=extra_counts + extra_sheet,
         warnings=warnings,
     )
+
+
+def _cytokine_duplicates(config) -> str:
+    choice = (config.get("cytokines") or {}).get("duplicates", "mean")
+    return "error" if choice == "fail" else choice
 
 
 def input_fingerprint(paths: dict, config: dict, code_version: str) -> str:
@@ -395,8 +400,7 @@ def clean_table(table: str, paths: dict, config: dict) -> pd.DataFrame:
         from rhlh.cytokines import parse_cytokines
 
         raw = read_table(paths["cytokines"], required=["sample_id", "analyte", "value", "unit"])
-        return parse_cytokines(raw, path=paths["cytokines"],
-                               duplicates=(config.get("cytokines") or {}).get("duplicates", "mean"))
+        return parse_cytokines(raw, file=paths["cytokines"], duplicates=_cytokine_duplicates(config))
     raise ValueError(f"unknown table {table}")
 
 

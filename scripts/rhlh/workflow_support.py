@@ -74,7 +74,11 @@ def check_inputs_once(config: dict, results: str, main_process: bool = True,
         t0 = time.time()
         logger = logging.getLogger("rhlh")
         if not logger.handlers:
-            logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+            handler = logging.StreamHandler(sys.stderr)
+            handler.setFormatter(logging.Formatter("validation %(levelname)s: %(message)s"))
+            logger.addHandler(handler)
+            logger.setLevel(logging.INFO)
+            logger.propagate = False
         genes = {}
 
         def counts_reader(path):
