@@ -1,7 +1,6 @@
 """Rule ingest_counts: raw counts (matrix, featureCounts or h5ad) to one samples x genes AnnData."""
 
 import pandas as pd
-
 from rhlh.counts import build_count_objects, read_counts
 from rhlh.io import write_h5ad
 from rhlh.logs import setup_logging
@@ -17,12 +16,17 @@ def progress(done, total):
 
 
 raw = read_counts(sm.input.counts, progress=progress)
-log.info("read %s counts: %d profiles x %d genes", raw["format"], len(raw["samples"]),
-         raw["counts"].shape[1])
+log.info(
+    "read %s counts: %d profiles x %d genes",
+    raw["format"],
+    len(raw["samples"]),
+    raw["counts"].shape[1],
+)
 adata, by_ct, dropped = build_count_objects(raw, samples, patients)
 if dropped:
-    log.warning("dropped samples present in only one of counts / samples.tsv: %s",
-                ", ".join(dropped))
+    log.warning(
+        "dropped samples present in only one of counts / samples.tsv: %s", ", ".join(dropped)
+    )
 write_h5ad(adata, sm.output.counts)
 if by_ct is not None:
     write_h5ad(by_ct, sm.output.by_cell_type[0])

@@ -25,8 +25,17 @@ def cohort_copy(tmp_path) -> Path:
 
 def run_workflow(workdir: Path, *args, config: dict | None = None, targets=(), timeout=1200):
     """Run snakemake on the repo's Snakefile with ``workdir`` as working directory."""
-    cmd = [SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-d", str(workdir), "--cores", "2",
-           "--configfile", str(REPO / "config" / "config.yaml")]
+    cmd = [
+        SNAKEMAKE,
+        "-s",
+        str(REPO / "Snakefile"),
+        "-d",
+        str(workdir),
+        "--cores",
+        "2",
+        "--configfile",
+        str(REPO / "config" / "config.yaml"),
+    ]
     if config:
         cmd += ["--config"] + [f"{k}={v}" for k, v in config.items()]
     cmd += list(args) + list(targets)

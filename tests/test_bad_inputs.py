@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from rhlh.errors import InputError
 from rhlh.validate import validate_cohort
 from rhlh.workflow_support import check_genesets
@@ -61,70 +60,186 @@ def _first_line_header(name):
 
 # (id, mutation, file that must be named, substrings of the message)
 CASES = [
-    ("dup_sample", _append("samples.tsv", "P001_D0\tP001\tD63\t63\tB1"), "samples.tsv",
-     ["duplicated identifier", "sample_id", "P001_D0"]),
-    ("count_sample_not_in_sheet", _drop_sample_row, "counts.tsv.gz",
-     ["not in samples.tsv", "sample_id"]),
-    ("sheet_sample_not_in_counts", _append("samples.tsv", "P001_X\tP001\tD63\t63\tB1"),
-     "samples.tsv", ["visit"]),
+    (
+        "dup_sample",
+        _append("samples.tsv", "P001_D0\tP001\tD63\t63\tB1"),
+        "samples.tsv",
+        ["duplicated identifier", "sample_id", "P001_D0"],
+    ),
+    (
+        "count_sample_not_in_sheet",
+        _drop_sample_row,
+        "counts.tsv.gz",
+        ["not in samples.tsv", "sample_id"],
+    ),
+    (
+        "sheet_sample_not_in_counts",
+        _append("samples.tsv", "P001_X\tP001\tD63\t63\tB1"),
+        "samples.tsv",
+        ["visit"],
+    ),
     ("count_negative", _set_count("-1"), "counts.tsv.gz", ["negative count", "row 6", "'-1'"]),
     ("count_fractional", _set_count("2.5"), "counts.tsv.gz", ["fractional count", "'2.5'"]),
     ("count_text", _set_count("abc"), "counts.tsv.gz", ["not a number", "'abc'"]),
     ("count_nan", _set_count("NaN"), "counts.tsv.gz", ["count"]),
     ("count_inf", _set_count("inf"), "counts.tsv.gz", ["finite"]),
-    ("unknown_visit", lambda c: _edit(c / "samples.tsv", "\tD14\t", "\tD15\t"), "samples.tsv",
-     ["unknown visit", "column 'visit'", "'D15'"]),
-    ("unknown_patient", lambda c: _edit(c / "samples.tsv", "P002_D0\tP002", "P002_D0\tP999"),
-     "samples.tsv", ["patient not found in patients.tsv", "'P999'"]),
-    ("bad_response", lambda c: _edit(c / "responses.tsv", "\tNR\n", "\tpartial\n"),
-     "responses.tsv", ["unknown response", "column 'response'", "'partial'"]),
-    ("empty_counts", lambda c: (c / "counts.tsv.gz").write_bytes(gzip.compress(b"")),
-     "counts.tsv.gz", ["empty"]),
-    ("counts_not_gzip", lambda c: (c / "counts.tsv.gz").write_text("gene_id\tS\n"),
-     "counts.tsv.gz", ["gzip"]),
-    ("truncated_counts", lambda c: _edit_counts(c, lambda ls: ls[:-1] + [ls[-1][:40]]),
-     "counts.tsv.gz", ["truncated"]),
+    (
+        "unknown_visit",
+        lambda c: _edit(c / "samples.tsv", "\tD14\t", "\tD15\t"),
+        "samples.tsv",
+        ["unknown visit", "column 'visit'", "'D15'"],
+    ),
+    (
+        "unknown_patient",
+        lambda c: _edit(c / "samples.tsv", "P002_D0\tP002", "P002_D0\tP999"),
+        "samples.tsv",
+        ["patient not found in patients.tsv", "'P999'"],
+    ),
+    (
+        "bad_response",
+        lambda c: _edit(c / "responses.tsv", "\tNR\n", "\tpartial\n"),
+        "responses.tsv",
+        ["unknown response", "column 'response'", "'partial'"],
+    ),
+    (
+        "empty_counts",
+        lambda c: (c / "counts.tsv.gz").write_bytes(gzip.compress(b"")),
+        "counts.tsv.gz",
+        ["empty"],
+    ),
+    (
+        "counts_not_gzip",
+        lambda c: (c / "counts.tsv.gz").write_text("gene_id\tS\n"),
+        "counts.tsv.gz",
+        ["gzip"],
+    ),
+    (
+        "truncated_counts",
+        lambda c: _edit_counts(c, lambda ls: ls[:-1] + [ls[-1][:40]]),
+        "counts.tsv.gz",
+        ["truncated"],
+    ),
     ("empty_samples", _write("samples.tsv", ""), "samples.tsv", ["empty"]),
-    ("samples_header_only", _write("samples.tsv", _first_line_header("samples.tsv") + "\n"),
-     "samples.tsv", ["no rows"]),
-    ("samples_comma_delimited", lambda c: (c / "samples.tsv").write_text(
-        (c / "samples.tsv").read_text().replace("\t", ",")), "samples.tsv", ["tab-separated"]),
-    ("samples_missing_column", lambda c: _edit(c / "samples.tsv", "\tbatch\n", "\tlot\n"),
-     "samples.tsv", ["required column missing", "'batch'"]),
-    ("sample_id_bad_chars", lambda c: _edit(c / "samples.tsv", "P003_D0", "P003 D0"),
-     "samples.tsv", ["identifier", "'P003 D0'"]),
-    ("code_as_value", lambda c: _edit(c / "samples.tsv", "P003_D0", "__import__('os').system('id')"),
-     "samples.tsv", ["identifier", "__import__"]),
-    ("day_not_integer", lambda c: _edit(c / "samples.tsv", "\tD7\t7\t", "\tD7\tseven\t"),
-     "samples.tsv", ["whole number", "column 'day'", "'seven'"]),
-    ("two_draws_same_visit", _append("samples.tsv", "P001_bis\tP001\tD0\t0\tB1"), "samples.tsv",
-     ["same patient and visit"]),
-    ("empty_batch", lambda c: _edit(c / "samples.tsv", "\t0\tB1\n", "\t0\t\n"), "samples.tsv",
-     ["empty batch"]),
-    ("dup_patient", _append("patients.tsv", "P001\t40\t\t40\t\t\tC4\tF\t86\tSH2D1A"),
-     "patients.tsv", ["duplicated identifier", "patient_id"]),
-    ("followup_text", lambda c: _edit(c / "patients.tsv", "P002\t79", "P002\tlate"),
-     "patients.tsv", ["last_followup_day", "'late'"]),
-    ("hsct_before_d0", lambda c: _edit(c / "patients.tsv", "P002\t79\t51", "P002\t79\t-5"),
-     "patients.tsv", ["before D0", "hsct_day"]),
-    ("response_after_death", _append("responses.tsv", "P001\tW8\t56\tCR"), "responses.tsv",
-     ["after the patient's death"]),
-    ("response_unknown_patient", _append("responses.tsv", "P999\tW8\t56\tCR"), "responses.tsv",
-     ["patient not found", "'P999'"]),
-    ("response_visit_unknown", lambda c: _edit(c / "responses.tsv", "\tD21\t", "\tD22\t"),
-     "responses.tsv", ["unknown response visit", "'D22'"]),
-    ("cytokine_unknown_sample", _append("cytokines.tsv", "NOPE\tIL6\t3\tpg/mL\t3.2\t10000\tPL1"),
-     "cytokines.tsv", ["sample not found", "'NOPE'"]),
-    ("cytokine_text_value", _append("cytokines.tsv", "P001_D0\tIL2\tabc\tpg/mL\t3.2\t10000\tPL1"),
-     "cytokines.tsv", ["value", "abc"]),
-    ("pk_bad_matrix", lambda c: _edit(c / "pk.tsv", "\tcsf\t", "\turine\t"), "pk.tsv",
-     ["unknown matrix", "'urine'"]),
-    ("event_grade_6", lambda c: _edit(c / "events.tsv", "\tadverse_event\tneutropenia\t2\t",
-                                      "\tadverse_event\tneutropenia\t6\t"), "events.tsv",
-     ["grade must be 1 to 5"]),
-    ("event_unknown_category", lambda c: _edit(c / "events.tsv", "\tviral_infection\t",
-                                               "\tinfection\t"), "events.tsv",
-     ["unknown event category", "'infection'"]),
+    (
+        "samples_header_only",
+        _write("samples.tsv", _first_line_header("samples.tsv") + "\n"),
+        "samples.tsv",
+        ["no rows"],
+    ),
+    (
+        "samples_comma_delimited",
+        lambda c: (c / "samples.tsv").write_text(
+            (c / "samples.tsv").read_text().replace("\t", ",")
+        ),
+        "samples.tsv",
+        ["tab-separated"],
+    ),
+    (
+        "samples_missing_column",
+        lambda c: _edit(c / "samples.tsv", "\tbatch\n", "\tlot\n"),
+        "samples.tsv",
+        ["required column missing", "'batch'"],
+    ),
+    (
+        "sample_id_bad_chars",
+        lambda c: _edit(c / "samples.tsv", "P003_D0", "P003 D0"),
+        "samples.tsv",
+        ["identifier", "'P003 D0'"],
+    ),
+    (
+        "code_as_value",
+        lambda c: _edit(c / "samples.tsv", "P003_D0", "__import__('os').system('id')"),
+        "samples.tsv",
+        ["identifier", "__import__"],
+    ),
+    (
+        "day_not_integer",
+        lambda c: _edit(c / "samples.tsv", "\tD7\t7\t", "\tD7\tseven\t"),
+        "samples.tsv",
+        ["whole number", "column 'day'", "'seven'"],
+    ),
+    (
+        "two_draws_same_visit",
+        _append("samples.tsv", "P001_bis\tP001\tD0\t0\tB1"),
+        "samples.tsv",
+        ["same patient and visit"],
+    ),
+    (
+        "empty_batch",
+        lambda c: _edit(c / "samples.tsv", "\t0\tB1\n", "\t0\t\n"),
+        "samples.tsv",
+        ["empty batch"],
+    ),
+    (
+        "dup_patient",
+        _append("patients.tsv", "P001\t40\t\t40\t\t\tC4\tF\t86\tSH2D1A"),
+        "patients.tsv",
+        ["duplicated identifier", "patient_id"],
+    ),
+    (
+        "followup_text",
+        lambda c: _edit(c / "patients.tsv", "P002\t79", "P002\tlate"),
+        "patients.tsv",
+        ["last_followup_day", "'late'"],
+    ),
+    (
+        "hsct_before_d0",
+        lambda c: _edit(c / "patients.tsv", "P002\t79\t51", "P002\t79\t-5"),
+        "patients.tsv",
+        ["before D0", "hsct_day"],
+    ),
+    (
+        "response_after_death",
+        _append("responses.tsv", "P001\tW8\t56\tCR"),
+        "responses.tsv",
+        ["after the patient's death"],
+    ),
+    (
+        "response_unknown_patient",
+        _append("responses.tsv", "P999\tW8\t56\tCR"),
+        "responses.tsv",
+        ["patient not found", "'P999'"],
+    ),
+    (
+        "response_visit_unknown",
+        lambda c: _edit(c / "responses.tsv", "\tD21\t", "\tD22\t"),
+        "responses.tsv",
+        ["unknown response visit", "'D22'"],
+    ),
+    (
+        "cytokine_unknown_sample",
+        _append("cytokines.tsv", "NOPE\tIL6\t3\tpg/mL\t3.2\t10000\tPL1"),
+        "cytokines.tsv",
+        ["sample not found", "'NOPE'"],
+    ),
+    (
+        "cytokine_text_value",
+        _append("cytokines.tsv", "P001_D0\tIL2\tabc\tpg/mL\t3.2\t10000\tPL1"),
+        "cytokines.tsv",
+        ["value", "abc"],
+    ),
+    (
+        "pk_bad_matrix",
+        lambda c: _edit(c / "pk.tsv", "\tcsf\t", "\turine\t"),
+        "pk.tsv",
+        ["unknown matrix", "'urine'"],
+    ),
+    (
+        "event_grade_6",
+        lambda c: _edit(
+            c / "events.tsv",
+            "\tadverse_event\tneutropenia\t2\t",
+            "\tadverse_event\tneutropenia\t6\t",
+        ),
+        "events.tsv",
+        ["grade must be 1 to 5"],
+    ),
+    (
+        "event_unknown_category",
+        lambda c: _edit(c / "events.tsv", "\tviral_infection\t", "\tinfection\t"),
+        "events.tsv",
+        ["unknown event category", "'infection'"],
+    ),
 ]
 
 
@@ -179,8 +294,17 @@ def test_drop_mode_accepts_mismatch(cohort_copy):
     assert len(cohort.dropped_samples) == 1 and cohort.warnings
 
 
-CLI_CASES = ["dup_sample", "count_sample_not_in_sheet", "count_negative", "count_fractional",
-             "count_text", "unknown_visit", "unknown_patient", "bad_response", "empty_counts"]
+CLI_CASES = [
+    "dup_sample",
+    "count_sample_not_in_sheet",
+    "count_negative",
+    "count_fractional",
+    "count_text",
+    "unknown_visit",
+    "unknown_patient",
+    "bad_response",
+    "empty_counts",
+]
 
 
 @pytest.mark.parametrize("case_id", CLI_CASES)
@@ -195,8 +319,10 @@ def test_cli_stops_before_analysis(tmp_path, cohort_copy, case_id):
 
 
 def test_cli_unknown_config_key(tmp_path):
-    r = run_workflow(tmp_path, config={"cohort": str(REPO / "example" / "cohort"),
-                                       "results": "results", "no_such_key": 1})
+    r = run_workflow(
+        tmp_path,
+        config={"cohort": str(REPO / "example" / "cohort"), "results": "results", "no_such_key": 1},
+    )
     assert r.returncode != 0
     assert "no_such_key" in r.stderr
     assert files_under(tmp_path / "results") == []

@@ -4,7 +4,6 @@ import gzip
 
 import numpy as np
 import pytest
-
 from rhlh.counts import read_counts
 from rhlh.errors import InputError
 from rhlh.simulate import simulate_cohort, write_cohort
@@ -18,8 +17,10 @@ def small_cohort():
 @pytest.mark.parametrize("fmt", ["featurecounts", "h5ad", "h5ad-sc"])
 def test_forms_agree(tmp_path, small_cohort, fmt):
     ref = read_counts(write_cohort(small_cohort, tmp_path / "tsv", "tsv")["counts"])
-    other = read_counts(write_cohort(small_cohort, tmp_path / fmt, fmt, cells_per_sample=30)
-                        ["counts"], chunk_size=37)
+    other = read_counts(
+        write_cohort(small_cohort, tmp_path / fmt, fmt, cells_per_sample=30)["counts"],
+        chunk_size=37,
+    )
     assert other["samples"] == ref["samples"]
     np.testing.assert_array_equal(other["counts"], ref["counts"])
     np.testing.assert_array_equal(other["counts"], small_cohort["counts"])
@@ -37,13 +38,19 @@ def _write_matrix(path, rows):
 
 @pytest.mark.parametrize(
     "value,needle",
-    [("-1", "negative count"), ("2.5", "fractional count"), ("abc", "not a number"),
-     ("", "missing value"), ("inf", "not a finite number")],
+    [
+        ("-1", "negative count"),
+        ("2.5", "fractional count"),
+        ("abc", "not a number"),
+        ("", "missing value"),
+        ("inf", "not a finite number"),
+    ],
 )
 def test_bad_count_is_located(tmp_path, value, needle):
     p = tmp_path / "counts.tsv"
-    _write_matrix(p, [["gene_id", "gene_name", "S1", "S2"], ["G1", "A", 1, 2],
-                      ["G2", "B", 3, value]])
+    _write_matrix(
+        p, [["gene_id", "gene_name", "S1", "S2"], ["G1", "A", 1, 2], ["G2", "B", 3, value]]
+    )
     with pytest.raises(InputError) as e:
         read_counts(p)
     msg = str(e.value)

@@ -3,7 +3,6 @@
 import filecmp
 
 import numpy as np
-
 from rhlh.simulate import simulate_cohort, write_cohort
 
 from .conftest import EXAMPLE

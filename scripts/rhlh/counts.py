@@ -93,9 +93,11 @@ def read_count_table(path, fmt: str | None = None) -> tuple[pd.DataFrame, np.nda
         id_col = header[0]
         if id_col != "gene_id":
             raise InputError(path, "first column must be 'gene_id'", row=1, column=id_col)
-        annot = ["gene_id", "gene_name"] if len(header) > 1 and header[1] == "gene_name" else [
-            "gene_id"
-        ]
+        annot = (
+            ["gene_id", "gene_name"]
+            if len(header) > 1 and header[1] == "gene_name"
+            else ["gene_id"]
+        )
     sample_cols = header[len(annot) :]
     if not sample_cols:
         raise InputError(path, "no sample columns after the gene annotation columns", row=1)
@@ -109,14 +111,22 @@ def read_count_table(path, fmt: str | None = None) -> tuple[pd.DataFrame, np.nda
         n = line.count(sep) + 1
         if n != len(header) and line.strip():
             raise InputError(
-                path, f"row has {n} fields but the header has {len(header)} (truncated file?)", row=i
+                path,
+                f"row has {n} fields but the header has {len(header)} (truncated file?)",
+                row=i,
             )
     names = annot + sample_cols
     body = "\n".join(lines[1:])
     try:
         frame = pd.read_csv(
-            io.StringIO(body), sep=sep, header=None, names=names, dtype={c: str for c in annot},
-            keep_default_na=False, na_values=[], engine="c",
+            io.StringIO(body),
+            sep=sep,
+            header=None,
+            names=names,
+            dtype={c: str for c in annot},
+            keep_default_na=False,
+            na_values=[],
+            engine="c",
         )
     except (ValueError, pd.errors.ParserError) as exc:
         raise InputError(path, f"cannot be parsed as a table: {exc}") from None
@@ -128,8 +138,9 @@ def read_count_table(path, fmt: str | None = None) -> tuple[pd.DataFrame, np.nda
     dup_genes = pd.Index(gene_ids)[pd.Index(gene_ids).duplicated()]
     if len(dup_genes):
         i = int(np.flatnonzero(gene_ids == dup_genes[0])[1])
-        raise InputError(path, "duplicated gene id", row=int(frame.index[i]), column=annot[0],
-                         value=dup_genes[0])
+        raise InputError(
+            path, "duplicated gene id", row=int(frame.index[i]), column=annot[0], value=dup_genes[0]
+        )
     values = frame[sample_cols]
     if not all(np.issubdtype(dt, np.number) for dt in values.dtypes):
         _locate_bad_cell(path, values, sample_cols, gene_ids)
@@ -212,14 +223,16 @@ def read_h5ad_counts(path, chunk_size: int = 50_000, progress=None):
             sample_of = obs["sample_id"].astype(str).to_numpy()
             if (obs["sample_id"].isna()).any():
                 i = int(np.flatnonzero(obs["sample_id"].isna().to_numpy())[0])
-                raise InputError(path, "missing sample_id", row=f"cell {obs_names[i]}",
-                                 column="obs['sample_id']")
+                raise InputError(
+                    path, "missing sample_id", row=f"cell {obs_names[i]}", column="obs['sample_id']"
+                )
         else:
             sample_of = obs_names
             if pd.Index(obs_names).duplicated().any():
                 d = pd.Index(obs_names)[pd.Index(obs_names).duplicated()][0]
-                raise InputError(path, "duplicated observation name (sample_id)", row=d,
-                                 column="obs_names")
+                raise InputError(
+                    path, "duplicated observation name (sample_id)", row=d, column="obs_names"
+                )
         var_names = var_df.index.astype(str).to_numpy()
         samples = pd.Index(pd.unique(sample_of))
         s_code = samples.get_indexer(sample_of)
@@ -315,8 +328,10 @@ def build_count_objects(raw: dict, samples: pd.DataFrame, patients: pd.DataFrame
     dropped = [s for s in raw["samples"] if s not in sheet.index]
     dropped += [s for s in sheet.index if s not in set(raw["samples"])]
     pos = pd.Index(raw["samples"]).get_indexer(in_counts)
-    covars = patients.drop(columns=[c for c in patients.columns if c.endswith("_day")
-                                    and c != "patient_id"], errors="ignore")
+    covars = patients.drop(
+        columns=[c for c in patients.columns if c.endswith("_day") and c != "patient_id"],
+        errors="ignore",
+    )
     obs = sheet.loc[in_counts].merge(covars, on="patient_id", how="left", suffixes=("", "_patient"))
     obs.index = pd.Index(in_counts)
     obs = obs.astype({c: str for c in obs.columns if obs[c].dtype == object})

@@ -68,11 +68,17 @@ def read_table(path, required=(), dtype=str) -> pd.DataFrame:
         n = len(line.split(sep)) if '"' not in line else None
         if n is not None and n != len(header):
             raise InputError(
-                path, f"row has {n} fields but the header has {len(header)} (truncated file?)", row=i
+                path,
+                f"row has {n} fields but the header has {len(header)} (truncated file?)",
+                row=i,
             )
     try:
         df = pd.read_csv(
-            io.StringIO(text), sep=sep, dtype=dtype, keep_default_na=False, na_filter=False,
+            io.StringIO(text),
+            sep=sep,
+            dtype=dtype,
+            keep_default_na=False,
+            na_filter=False,
             skip_blank_lines=True,
         )
     except (pd.errors.ParserError, ValueError) as exc:

@@ -18,22 +18,54 @@ VISITS = ["D0", "D7", "D14", "D21", "D28", "D35", "D42", "D49", "D56"]
 VISIT_DAY = {v: int(v[1:]) for v in VISITS}
 RESPONSE_VISITS = [("D7", 7), ("D14", 14), ("D21", 21), ("D28", 28), ("W8", 56)]
 ANALYTES = {  # canonical name: (log10 baseline, log10 fall in responders by D28)
-    "IFNG": (2.4, 1.6), "CXCL9": (3.8, 1.3), "IL10": (2.2, 1.0), "IL18": (3.4, 0.6),
-    "IL6": (1.4, 0.6), "TNFA": (1.2, 0.3), "IL2": (0.7, 0.2), "IL1B": (0.4, 0.1),
+    "IFNG": (2.4, 1.6),
+    "CXCL9": (3.8, 1.3),
+    "IL10": (2.2, 1.0),
+    "IL18": (3.4, 0.6),
+    "IL6": (1.4, 0.6),
+    "TNFA": (1.2, 0.3),
+    "IL2": (0.7, 0.2),
+    "IL1B": (0.4, 0.1),
 }
 LAB_NAMES = [
-    {"IFNG": "IFN-γ", "CXCL9": "MIG", "IL10": "IL-10", "IL18": "IL-18", "IL6": "IL-6",
-     "TNFA": "TNF-alpha", "IL2": "IL-2", "IL1B": "IL-1β"},
-    {"IFNG": "IFNg", "CXCL9": "CXCL9", "IL10": "IL10", "IL18": "IL18", "IL6": "IL6",
-     "TNFA": "TNFa", "IL2": "IL2", "IL1B": "IL-1b"},
+    {
+        "IFNG": "IFN-γ",
+        "CXCL9": "MIG",
+        "IL10": "IL-10",
+        "IL18": "IL-18",
+        "IL6": "IL-6",
+        "TNFA": "TNF-alpha",
+        "IL2": "IL-2",
+        "IL1B": "IL-1β",
+    },
+    {
+        "IFNG": "IFNg",
+        "CXCL9": "CXCL9",
+        "IL10": "IL10",
+        "IL18": "IL18",
+        "IL6": "IL6",
+        "TNFA": "TNFa",
+        "IL2": "IL2",
+        "IL1B": "IL-1b",
+    },
 ]
 GENOTYPES = ["PRF1", "UNC13D", "STXBP2", "STX11", "RAB27A", "LYST", "SH2D1A", "XIAP"]
-AE_TERMS = ["anaemia", "thrombocytopenia", "neutropenia", "hypertension", "hypokalaemia",
-            "ALT increased"]
+AE_TERMS = [
+    "anaemia",
+    "thrombocytopenia",
+    "neutropenia",
+    "hypertension",
+    "hypokalaemia",
+    "ALT increased",
+]
 VIRAL_TERMS = ["CMV reactivation", "EBV viraemia", "adenovirus infection", "HHV-6 reactivation"]
 GENESET_DIR = Path(__file__).resolve().parents[2] / "resources" / "genesets"
-IFN_SETS = ("HALLMARK_INTERFERON_GAMMA_RESPONSE", "AYERS_IFNG_6", "RICE_TYPE1_ISG_6",
-            "HALLMARK_IL6_JAK_STAT3_SIGNALING")
+IFN_SETS = (
+    "HALLMARK_INTERFERON_GAMMA_RESPONSE",
+    "AYERS_IFNG_6",
+    "RICE_TYPE1_ISG_6",
+    "HALLMARK_IL6_JAK_STAT3_SIGNALING",
+)
 
 
 def _gmt_sets(folder=GENESET_DIR) -> dict[str, list[str]]:
@@ -83,14 +115,20 @@ def simulate_cohort(
         react = None
         if responder[i] and not dies and rng.random() < 0.15:
             react = int(rng.integers(30, min(end, 55)))
-        patients.append({
-            "patient_id": pid, "last_followup_day": last,
-            "hsct_day": hsct, "death_day": death, "conditioning_day": cond,
-            "reactivation_day": react, "centre": f"C{int(rng.integers(1, 10))}",
-            "sex": "F" if rng.random() < 0.5 else "M",
-            "age_months": int(rng.integers(1, 120)),
-            "genotype": GENOTYPES[int(rng.integers(0, len(GENOTYPES)))],
-        })
+        patients.append(
+            {
+                "patient_id": pid,
+                "last_followup_day": last,
+                "hsct_day": hsct,
+                "death_day": death,
+                "conditioning_day": cond,
+                "reactivation_day": react,
+                "centre": f"C{int(rng.integers(1, 10))}",
+                "sex": "F" if rng.random() < 0.5 else "M",
+                "age_months": int(rng.integers(1, 120)),
+                "genotype": GENOTYPES[int(rng.integers(0, len(GENOTYPES)))],
+            }
+        )
         early = i < int(np.ceil(n_patients * 0.6)) or n_batches == 1
         for v in VISITS:
             day = VISIT_DAY[v]
@@ -100,10 +138,15 @@ def simulate_cohort(
                 continue
             # deliveries: early patients in B1 (their late draws in B2), later patients in B2
             batch = "B1" if early and day <= 35 else ("B2" if n_batches > 1 else "B1")
-            samples.append({
-                "sample_id": f"{pid}_{v}", "patient_id": pid, "visit": v,
-                "day": day + int(rng.integers(-1, 2)) if day else 0, "batch": batch,
-            })
+            samples.append(
+                {
+                    "sample_id": f"{pid}_{v}",
+                    "patient_id": pid,
+                    "visit": v,
+                    "day": day + int(rng.integers(-1, 2)) if day else 0,
+                    "batch": batch,
+                }
+            )
         for v, day in [*RESPONSE_VISITS, ("PRECOND1", None)]:
             if v == "PRECOND1" and cond is None:
                 continue
@@ -180,8 +223,17 @@ def simulate_cohort(
             if rng.random() < 0.01:
                 text = ""
             lo, hi = (lloq, uloq) if unit == "pg/mL" else (lloq / 1000, uloq / 1000)
-            cyto.append({"sample_id": row.sample_id, "analyte": lab[name], "value": text,
-                         "unit": unit, "lloq": f"{lo:g}", "uloq": f"{hi:g}", "plate": plate})
+            cyto.append(
+                {
+                    "sample_id": row.sample_id,
+                    "analyte": lab[name],
+                    "value": text,
+                    "unit": unit,
+                    "lloq": f"{lo:g}",
+                    "uloq": f"{hi:g}",
+                    "plate": plate,
+                }
+            )
     cytokines = pd.DataFrame(cyto)
     # --- PK and safety -----------------------------------------------------------------------
     pk, events = [], []
@@ -189,39 +241,82 @@ def simulate_cohort(
         drawn = samples.loc[samples["patient_id"] == p.patient_id]
         for s in drawn.itertuples(index=False):
             conc = "<0.5" if s.visit == "D0" else f"{10 ** rng.normal(1.6, 0.3):.2f}"
-            pk.append({"patient_id": p.patient_id, "day": s.day, "visit": s.visit,
-                       "matrix": "plasma", "concentration": conc, "unit": "ng/mL", "lloq": 0.5})
+            pk.append(
+                {
+                    "patient_id": p.patient_id,
+                    "day": s.day,
+                    "visit": s.visit,
+                    "matrix": "plasma",
+                    "concentration": conc,
+                    "unit": "ng/mL",
+                    "lloq": 0.5,
+                }
+            )
             if s.visit in ("D7", "D28"):
                 c = 10 ** rng.normal(0.3, 0.35)
-                pk.append({"patient_id": p.patient_id, "day": s.day, "visit": s.visit,
-                           "matrix": "csf", "concentration": "<0.5" if c < 0.5 else f"{c:.2f}",
-                           "unit": "ng/mL", "lloq": 0.5})
+                pk.append(
+                    {
+                        "patient_id": p.patient_id,
+                        "day": s.day,
+                        "visit": s.visit,
+                        "matrix": "csf",
+                        "concentration": "<0.5" if c < 0.5 else f"{c:.2f}",
+                        "unit": "ng/mL",
+                        "lloq": 0.5,
+                    }
+                )
         if pd.notna(p.conditioning_day):
             d = int(p.conditioning_day) - 8
             if d > 0:
-                pk.append({"patient_id": p.patient_id, "day": d, "visit": "PRECOND8",
-                           "matrix": "plasma", "concentration": f"{10 ** rng.normal(1.6, 0.3):.2f}",
-                           "unit": "ng/mL", "lloq": 0.5})
+                pk.append(
+                    {
+                        "patient_id": p.patient_id,
+                        "day": d,
+                        "visit": "PRECOND8",
+                        "matrix": "plasma",
+                        "concentration": f"{10 ** rng.normal(1.6, 0.3):.2f}",
+                        "unit": "ng/mL",
+                        "lloq": 0.5,
+                    }
+                )
         end = int(p.death_day) if pd.notna(p.death_day) else int(p.last_followup_day)
         for _ in range(int(rng.poisson(2.0))):
-            events.append({"patient_id": p.patient_id, "day": int(rng.integers(1, max(end, 2))),
-                           "category": "adverse_event",
-                           "term": AE_TERMS[int(rng.integers(0, len(AE_TERMS)))],
-                           "grade": int(rng.choice([1, 2, 3, 4], p=[0.35, 0.35, 0.2, 0.1])),
-                           "status": "new"})
+            events.append(
+                {
+                    "patient_id": p.patient_id,
+                    "day": int(rng.integers(1, max(end, 2))),
+                    "category": "adverse_event",
+                    "term": AE_TERMS[int(rng.integers(0, len(AE_TERMS)))],
+                    "grade": int(rng.choice([1, 2, 3, 4], p=[0.35, 0.35, 0.2, 0.1])),
+                    "status": "new",
+                }
+            )
         if rng.random() < 0.4:
-            events.append({"patient_id": p.patient_id, "day": int(rng.integers(1, max(end, 2))),
-                           "category": "viral_infection",
-                           "term": VIRAL_TERMS[int(rng.integers(0, len(VIRAL_TERMS)))],
-                           "grade": int(rng.choice([1, 2, 3])),
-                           "status": "new" if rng.random() < 0.7 else "worsening"})
+            events.append(
+                {
+                    "patient_id": p.patient_id,
+                    "day": int(rng.integers(1, max(end, 2))),
+                    "category": "viral_infection",
+                    "term": VIRAL_TERMS[int(rng.integers(0, len(VIRAL_TERMS)))],
+                    "grade": int(rng.choice([1, 2, 3])),
+                    "status": "new" if rng.random() < 0.7 else "worsening",
+                }
+            )
     pk = pd.DataFrame(pk)
     events = pd.DataFrame(events).sort_values(["patient_id", "day", "term"], kind="stable")
     truth = pd.DataFrame({"patient_id": pids, "responder_truth": responder})
     return {
-        "samples": samples, "patients": patients, "responses": responses,
-        "cytokines": cytokines, "pk": pk, "events": events, "var": var, "counts": counts,
-        "truth": truth, "ifn_genes": ifn_genes, "seed": seed,
+        "samples": samples,
+        "patients": patients,
+        "responses": responses,
+        "cytokines": cytokines,
+        "pk": pk,
+        "events": events,
+        "var": var,
+        "counts": counts,
+        "truth": truth,
+        "ifn_genes": ifn_genes,
+        "seed": seed,
     }
 
 
@@ -243,8 +338,13 @@ def counts_frame(cohort: dict) -> pd.DataFrame:
     return pd.concat([cohort["var"].reset_index(drop=True), mat], axis=1)
 
 
-def write_cohort(cohort: dict, outdir, fmt: str = "tsv", cells_per_sample: int = 200,
-                 cell_types=("T", "NK", "Mono", "B")) -> dict[str, Path]:
+def write_cohort(
+    cohort: dict,
+    outdir,
+    fmt: str = "tsv",
+    cells_per_sample: int = 200,
+    cell_types=("T", "NK", "Mono", "B"),
+) -> dict[str, Path]:
     """Write a cohort folder with the data contract's file names; returns the paths."""
     out = Path(outdir)
     out.mkdir(parents=True, exist_ok=True)
@@ -258,19 +358,31 @@ def write_cohort(cohort: dict, outdir, fmt: str = "tsv", cells_per_sample: int =
     elif fmt == "featurecounts":
         fc = counts_frame(cohort).drop(columns="gene_name").rename(columns={"gene_id": "Geneid"})
         n = len(fc)
-        annot = pd.DataFrame({"Chr": ["chr1"] * n, "Start": np.arange(n) * 1000 + 1,
-                              "End": np.arange(n) * 1000 + 900, "Strand": ["+"] * n,
-                              "Length": [900] * n})
+        annot = pd.DataFrame(
+            {
+                "Chr": ["chr1"] * n,
+                "Start": np.arange(n) * 1000 + 1,
+                "End": np.arange(n) * 1000 + 900,
+                "Strand": ["+"] * n,
+                "Length": [900] * n,
+            }
+        )
         fc = pd.concat([fc[["Geneid"]], annot, fc.drop(columns="Geneid")], axis=1)
         fc.columns = [*fc.columns[:6], *[f"/data/bam/{c}.bam" for c in fc.columns[6:]]]
         paths["counts"] = out / "counts.featurecounts.tsv"
         body = "# Program:featureCounts v2.0.3; simulated\n" + fc.to_csv(
-            sep="\t", index=False, lineterminator="\n")
+            sep="\t", index=False, lineterminator="\n"
+        )
         paths["counts"].write_text(body)
     elif fmt in ("h5ad", "h5ad-sc"):
         paths["counts"] = out / "counts.h5ad"
-        _write_h5ad_counts(cohort, paths["counts"], single_cell=fmt == "h5ad-sc",
-                           cells_per_sample=cells_per_sample, cell_types=cell_types)
+        _write_h5ad_counts(
+            cohort,
+            paths["counts"],
+            single_cell=fmt == "h5ad-sc",
+            cells_per_sample=cells_per_sample,
+            cell_types=cell_types,
+        )
     else:
         raise ValueError(f"unknown format {fmt}")
     return paths
@@ -328,8 +440,10 @@ def main(argv=None) -> None:
     if a.truth:
         truth = cohort["truth"].copy()
         (Path(a.out) / "truth.tsv").write_bytes(_tsv_bytes(truth))
-    print(f"wrote {len(cohort['samples'])} samples x {a.genes} genes to {a.out}: "
-          + ", ".join(p.name for p in paths.values()))
+    print(
+        f"wrote {len(cohort['samples'])} samples x {a.genes} genes to {a.out}: "
+        + ", ".join(p.name for p in paths.values())
+    )
 
 
 if __name__ == "__main__":

@@ -36,8 +36,13 @@ COHORT_FILES = {
     "responses": ["responses.tsv", "responses.csv", "responses.tsv.gz"],
     "cytokines": ["cytokines.tsv", "cytokines.csv", "cytokines.tsv.gz"],
     "counts": [
-        "counts.tsv.gz", "counts.tsv", "counts.csv", "counts.csv.gz",
-        "counts.featurecounts.tsv", "counts.featurecounts.tsv.gz", "counts.h5ad",
+        "counts.tsv.gz",
+        "counts.tsv",
+        "counts.csv",
+        "counts.csv.gz",
+        "counts.featurecounts.tsv",
+        "counts.featurecounts.tsv.gz",
+        "counts.h5ad",
     ],
     "pk": ["pk.tsv", "pk.csv", "pk.tsv.gz"],
     "events": ["events.tsv", "events.csv", "events.tsv.gz"],
@@ -87,15 +92,19 @@ def _check_ids(path, df, col, unique=False):
             raise InputError(path, "empty value: an identifier is required", row=row, column=col)
         if not ID_RE.match(v):
             raise InputError(
-                path, "identifier may contain only letters, digits, '.', '_' and '-'",
-                row=row, column=col, value=v,
+                path,
+                "identifier may contain only letters, digits, '.', '_' and '-'",
+                row=row,
+                column=col,
+                value=v,
             )
     if unique:
         dup = df[col].duplicated()
         if dup.any():
             row = int(dup[dup].index[0])
-            raise InputError(path, "duplicated identifier", row=row, column=col,
-                             value=df.at[row, col])
+            raise InputError(
+                path, "duplicated identifier", row=row, column=col, value=df.at[row, col]
+            )
 
 
 def _to_int(path, df, col, required=True) -> pd.Series:
@@ -105,8 +114,13 @@ def _to_int(path, df, col, required=True) -> pd.Series:
             out.append(pd.NA)
             continue
         if not INT_RE.match(v):
-            raise InputError(path, "expected a whole number of days" if "day" in col
-                             else "expected an integer", row=row, column=col, value=v)
+            raise InputError(
+                path,
+                "expected a whole number of days" if "day" in col else "expected an integer",
+                row=row,
+                column=col,
+                value=v,
+            )
         out.append(int(v))
     return pd.Series(out, index=df.index, dtype="Int64")
 
@@ -124,8 +138,9 @@ def _to_number(path, df, col, required=False, positive=False) -> pd.Series:
         except ValueError:
             raise InputError(path, "expected a number", row=row, column=col, value=v) from None
         if not np.isfinite(x) or (positive and x < 0):
-            raise InputError(path, "expected a finite non-negative number", row=row, column=col,
-                             value=v)
+            raise InputError(
+                path, "expected a finite non-negative number", row=row, column=col, value=v
+            )
         out.append(x)
     return pd.Series(out, index=df.index, dtype="float64")
 
@@ -134,7 +149,10 @@ def _check_enum(path, df, col, allowed, what):
     for row, v in df[col].items():
         if v not in allowed:
             raise InputError(
-                path, f"unknown {what}: expected one of {', '.join(allowed)}", row=row, column=col,
+                path,
+                f"unknown {what}: expected one of {', '.join(allowed)}",
+                row=row,
+                column=col,
                 value=v,
             )
 
@@ -142,8 +160,9 @@ def _check_enum(path, df, col, allowed, what):
 def _check_known(path, df, col, known, what, known_file):
     for row, v in df[col].items():
         if v not in known:
-            raise InputError(path, f"{what} not found in {known_file}", row=row, column=col,
-                             value=v)
+            raise InputError(
+                path, f"{what} not found in {known_file}", row=row, column=col, value=v
+            )
 
 
 def _no_rows(path, df):
@@ -168,8 +187,13 @@ def read_samples(path, visits) -> pd.DataFrame:
     dup = df.duplicated(["patient_id", "visit"])
     if dup.any():
         row = int(dup[dup].index[0])
-        raise InputError(path, "two samples for the same patient and visit", row=row,
-                         column="visit", value=f"{df.at[row, 'patient_id']} {df.at[row, 'visit']}")
+        raise InputError(
+            path,
+            "two samples for the same patient and visit",
+            row=row,
+            column="visit",
+            value=f"{df.at[row, 'patient_id']} {df.at[row, 'visit']}",
+        )
     return df
 
 
@@ -192,18 +216,37 @@ def read_patients(path) -> pd.DataFrame:
     for row, r in df.iterrows():
         for col in ("hsct_day", "death_day", "conditioning_day"):
             if pd.notna(r[col]) and r[col] < 0:
-                raise InputError(path, f"{col} before D0 (first ruxolitinib dose)", row=row,
-                                 column=col, value=int(r[col]))
+                raise InputError(
+                    path,
+                    f"{col} before D0 (first ruxolitinib dose)",
+                    row=row,
+                    column=col,
+                    value=int(r[col]),
+                )
         if pd.notna(r["death_day"]) and r["death_day"] > r["last_followup_day"]:
-            raise InputError(path, "death after the last follow-up day", row=row,
-                             column="death_day", value=int(r["death_day"]))
+            raise InputError(
+                path,
+                "death after the last follow-up day",
+                row=row,
+                column="death_day",
+                value=int(r["death_day"]),
+            )
         if pd.notna(r["death_day"]) and pd.notna(r["hsct_day"]) and r["death_day"] < r["hsct_day"]:
-            raise InputError(path, "HSCT after death", row=row, column="hsct_day",
-                             value=int(r["hsct_day"]))
-        if (pd.notna(r["conditioning_day"]) and pd.notna(r["hsct_day"])
-                and r["conditioning_day"] > r["hsct_day"]):
-            raise InputError(path, "conditioning starts after HSCT", row=row,
-                             column="conditioning_day", value=int(r["conditioning_day"]))
+            raise InputError(
+                path, "HSCT after death", row=row, column="hsct_day", value=int(r["hsct_day"])
+            )
+        if (
+            pd.notna(r["conditioning_day"])
+            and pd.notna(r["hsct_day"])
+            and r["conditioning_day"] > r["hsct_day"]
+        ):
+            raise InputError(
+                path,
+                "conditioning starts after HSCT",
+                row=row,
+                column="conditioning_day",
+                value=int(r["conditioning_day"]),
+            )
     return df
 
 
@@ -212,33 +255,45 @@ def read_responses(path, patients: pd.DataFrame, patients_path) -> pd.DataFrame:
     df = read_table(path, required=["patient_id", "visit", "day", "response"])
     _no_rows(path, df)
     _check_ids(path, df, "patient_id")
-    _check_known(path, df, "patient_id", set(patients["patient_id"]), "patient",
-                 Path(patients_path).name)
+    _check_known(
+        path, df, "patient_id", set(patients["patient_id"]), "patient", Path(patients_path).name
+    )
     _check_enum(path, df, "visit", RESPONSE_VISITS, "response visit")
     df["day"] = _to_int(path, df, "day")
     _check_enum(path, df, "response", RESPONSES, "response")
     dup = df.duplicated(["patient_id", "visit"])
     if dup.any():
         row = int(dup[dup].index[0])
-        raise InputError(path, "two assessments for the same patient and visit", row=row,
-                         column="visit", value=df.at[row, "visit"])
+        raise InputError(
+            path,
+            "two assessments for the same patient and visit",
+            row=row,
+            column="visit",
+            value=df.at[row, "visit"],
+        )
     death = patients.set_index("patient_id")["death_day"]
     for row, r in df.iterrows():
         d = death.get(r["patient_id"])
         if pd.notna(d) and r["day"] > d:
             raise InputError(
-                path, f"response assessed after the patient's death (death_day {int(d)} in "
-                f"{Path(patients_path).name})", row=row, column="day", value=int(r["day"]),
+                path,
+                f"response assessed after the patient's death (death_day {int(d)} in "
+                f"{Path(patients_path).name})",
+                row=row,
+                column="day",
+                value=int(r["day"]),
             )
     return df
 
 
 def read_pk(path, patients, patients_path) -> pd.DataFrame:
     """pk.tsv: ruxolitinib concentrations; concentrations keep their raw text for parsing."""
-    df = read_table(path, required=["patient_id", "day", "visit", "matrix", "concentration",
-                                    "unit"])
-    _check_known(path, df, "patient_id", set(patients["patient_id"]), "patient",
-                 Path(patients_path).name)
+    df = read_table(
+        path, required=["patient_id", "day", "visit", "matrix", "concentration", "unit"]
+    )
+    _check_known(
+        path, df, "patient_id", set(patients["patient_id"]), "patient", Path(patients_path).name
+    )
     df["day"] = _to_int(path, df, "day")
     _check_enum(path, df, "matrix", PK_MATRICES, "matrix")
     if "lloq" in df.columns:
@@ -249,19 +304,22 @@ def read_pk(path, patients, patients_path) -> pd.DataFrame:
         try:
             value, _censor, _bound = parse_value(v)
         except ValueError as exc:
-            raise InputError(path, f"unparseable concentration ({exc})", row=row,
-                             column="concentration", value=v) from None
+            raise InputError(
+                path, f"unparseable concentration ({exc})", row=row, column="concentration", value=v
+            ) from None
         if value is not None and not np.isnan(value) and value < 0:
-            raise InputError(path, "negative concentration", row=row, column="concentration",
-                             value=v)
+            raise InputError(
+                path, "negative concentration", row=row, column="concentration", value=v
+            )
     return df
 
 
 def read_events(path, patients, patients_path) -> pd.DataFrame:
     """events.tsv: safety events."""
     df = read_table(path, required=["patient_id", "day", "category", "term", "grade", "status"])
-    _check_known(path, df, "patient_id", set(patients["patient_id"]), "patient",
-                 Path(patients_path).name)
+    _check_known(
+        path, df, "patient_id", set(patients["patient_id"]), "patient", Path(patients_path).name
+    )
     df["day"] = _to_int(path, df, "day")
     _check_enum(path, df, "category", EVENT_CATEGORIES, "event category")
     _check_enum(path, df, "status", EVENT_STATUS, "event status")
@@ -300,14 +358,20 @@ def check_sample_match(counts_path, samples_path, count_samples, samples, on_mis
     if on_mismatch == "fail":
         if extra_counts:
             raise InputError(
-                counts_path, f"sample in the counts but not in {Path(samples_path).name}",
-                row=f"sample {extra_counts[0]}", column="sample_id", value=extra_counts[0],
+                counts_path,
+                f"sample in the counts but not in {Path(samples_path).name}",
+                row=f"sample {extra_counts[0]}",
+                column="sample_id",
+                value=extra_counts[0],
             )
         if extra_sheet:
             row = int(samples.index[samples["sample_id"] == extra_sheet[0]][0])
             raise InputError(
-                samples_path, f"sample has no column in the counts file {Path(counts_path).name}",
-                row=row, column="sample_id", value=extra_sheet[0],
+                samples_path,
+                f"sample has no column in the counts file {Path(counts_path).name}",
+                row=row,
+                column="sample_id",
+                value=extra_sheet[0],
             )
     return extra_counts, extra_sheet
 
@@ -321,14 +385,25 @@ def validate_cohort(config: dict, base=".", read_counts_fn=None) -> Cohort:
     visits = config["visits"]
     samples = read_samples(paths["samples"], visits)
     patients = read_patients(paths["patients"])
-    _check_known(paths["samples"], samples, "patient_id", set(patients["patient_id"]), "patient",
-                 Path(paths["patients"]).name)
+    _check_known(
+        paths["samples"],
+        samples,
+        "patient_id",
+        set(patients["patient_id"]),
+        "patient",
+        Path(paths["patients"]).name,
+    )
     responses = read_responses(paths["responses"], patients, paths["patients"])
     for row, r in samples.iterrows():
         p = patients.loc[patients["patient_id"] == r["patient_id"]].iloc[0]
         if pd.notna(p["death_day"]) and r["day"] > p["death_day"]:
-            raise InputError(paths["samples"], "blood draw after the patient's death", row=row,
-                             column="day", value=int(r["day"]))
+            raise InputError(
+                paths["samples"],
+                "blood draw after the patient's death",
+                row=row,
+                column="day",
+                value=int(r["day"]),
+            )
     pk = read_pk(paths["pk"], patients, paths["patients"]) if paths["pk"] else None
     events = read_events(paths["events"], patients, paths["patients"]) if paths["events"] else None
 
@@ -346,21 +421,36 @@ def validate_cohort(config: dict, base=".", read_counts_fn=None) -> Cohort:
         )
     cyto_raw = read_table(paths["cytokines"], required=["sample_id", "analyte", "value", "unit"])
     _no_rows(paths["cytokines"], cyto_raw)
-    _check_known(paths["cytokines"], cyto_raw, "sample_id", set(samples["sample_id"]), "sample",
-                 Path(paths["samples"]).name)
-    cytokines = parse_cytokines(cyto_raw, file=paths["cytokines"],
-                                duplicates=_cytokine_duplicates(config))
+    _check_known(
+        paths["cytokines"],
+        cyto_raw,
+        "sample_id",
+        set(samples["sample_id"]),
+        "sample",
+        Path(paths["samples"]).name,
+    )
+    cytokines = parse_cytokines(
+        cyto_raw, file=paths["cytokines"], duplicates=_cytokine_duplicates(config)
+    )
     baseline = config.get("baseline_visit", "D0")
-    no_base = sorted(set(samples["patient_id"]) - set(
-        samples.loc[samples["visit"] == baseline, "patient_id"]))
+    no_base = sorted(
+        set(samples["patient_id"]) - set(samples.loc[samples["visit"] == baseline, "patient_id"])
+    )
     if no_base:
         warnings.append(f"no {baseline} sample for patients {', '.join(no_base)}")
     for w in warnings:
         log.warning(w)
     return Cohort(
-        paths=paths, samples=samples, patients=patients, responses=responses,
-        cytokines=cytokines, pk=pk, events=events, count_samples=counts["samples"],
-        n_genes=counts["counts"].shape[1], dropped_samples=extra_counts + extra_sheet,
+        paths=paths,
+        samples=samples,
+        patients=patients,
+        responses=responses,
+        cytokines=cytokines,
+        pk=pk,
+        events=events,
+        count_samples=counts["samples"],
+        n_genes=counts["counts"].shape[1],
+        dropped_samples=extra_counts + extra_sheet,
         warnings=warnings,
     )
 
@@ -400,25 +490,36 @@ def clean_table(table: str, paths: dict, config: dict) -> pd.DataFrame:
         from rhlh.cytokines import parse_cytokines
 
         raw = read_table(paths["cytokines"], required=["sample_id", "analyte", "value", "unit"])
-        return parse_cytokines(raw, file=paths["cytokines"], duplicates=_cytokine_duplicates(config))
+        return parse_cytokines(
+            raw, file=paths["cytokines"], duplicates=_cytokine_duplicates(config)
+        )
     raise ValueError(f"unknown table {table}")
 
 
-def summarize(samples: pd.DataFrame, counts_obs: pd.DataFrame, n_genes: int,
-              cytokines: pd.DataFrame | None, visits, baseline) -> pd.DataFrame:
+def summarize(
+    samples: pd.DataFrame,
+    counts_obs: pd.DataFrame,
+    n_genes: int,
+    cytokines: pd.DataFrame | None,
+    visits,
+    baseline,
+) -> pd.DataFrame:
     """Cohort summary rows (section, item, value): patients, samples per visit, genes, analytes."""
-    rows = [("cohort", "patients", samples["patient_id"].nunique()),
-            ("cohort", "samples", len(samples)),
-            ("cohort", "samples_with_counts", len(counts_obs)),
-            ("cohort", "batches", samples["batch"].nunique()),
-            ("expression", "genes", n_genes)]
+    rows = [
+        ("cohort", "patients", samples["patient_id"].nunique()),
+        ("cohort", "samples", len(samples)),
+        ("cohort", "samples_with_counts", len(counts_obs)),
+        ("cohort", "batches", samples["batch"].nunique()),
+        ("expression", "genes", n_genes),
+    ]
     for v in visits:
         rows.append(("samples_per_visit", v, int((samples["visit"] == v).sum())))
     for b, n in samples["batch"].value_counts().sort_index().items():
         rows.append(("samples_per_batch", b, int(n)))
     base_pat = set(samples.loc[samples["visit"] == baseline, "patient_id"])
-    rows.append(("cohort", f"patients_without_{baseline}",
-                 len(set(samples["patient_id"]) - base_pat)))
+    rows.append(
+        ("cohort", f"patients_without_{baseline}", len(set(samples["patient_id"]) - base_pat))
+    )
     if cytokines is not None and len(cytokines):
         rows.append(("cytokines", "analytes", cytokines["analyte"].nunique()))
         rows.append(("cytokines", "readings", len(cytokines)))

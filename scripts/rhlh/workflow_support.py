@@ -12,8 +12,15 @@ from rhlh.errors import InputError
 
 LIB = Path(__file__).resolve().parent
 # library files whose change invalidates a cached validation
-VALIDATION_CODE = ("validate.py", "counts.py", "cytokines.py", "io.py", "errors.py",
-                   "signatures.py", "workflow_support.py")
+VALIDATION_CODE = (
+    "validate.py",
+    "counts.py",
+    "cytokines.py",
+    "io.py",
+    "errors.py",
+    "signatures.py",
+    "workflow_support.py",
+)
 
 
 def _code_version() -> str:
@@ -48,12 +55,16 @@ def check_genesets(config: dict, base: Path, gene_symbols) -> None:
         path = Path(gmt) if Path(gmt).is_absolute() else base / gmt
         sets = read_gmt(path)
         if not any(symbols.intersection(genes) for genes in sets.values()):
-            raise InputError(path, "no gene of any set in this GMT is in the counts (gene_name "
-                             "or gene_id): check the gene identifiers")
+            raise InputError(
+                path,
+                "no gene of any set in this GMT is in the counts (gene_name "
+                "or gene_id): check the gene identifiers",
+            )
 
 
-def check_inputs_once(config: dict, results: str, main_process: bool = True,
-                      base: Path | str = ".") -> dict:
+def check_inputs_once(
+    config: dict, results: str, main_process: bool = True, base: Path | str = "."
+) -> dict:
     """Validate the whole cohort unless an identical validation already passed; exit on error.
 
     The stamp lives under ``<results>/logs/validate/``; on failure the message goes to stderr and
@@ -93,8 +104,11 @@ def check_inputs_once(config: dict, results: str, main_process: bool = True,
     except InputError as exc:
         logdir.mkdir(parents=True, exist_ok=True)
         (logdir / "error.log").write_text(str(exc) + "\n")
-        print(f"\n{exc}\n\nThe run stopped before any analysis; nothing was written under "
-              f"{results}/ except {logdir}/error.log.", file=sys.stderr)
+        print(
+            f"\n{exc}\n\nThe run stopped before any analysis; nothing was written under "
+            f"{results}/ except {logdir}/error.log.",
+            file=sys.stderr,
+        )
         sys.exit(1)
     logdir.mkdir(parents=True, exist_ok=True)
     for old in logdir.glob("passed-*.txt"):
@@ -102,8 +116,9 @@ def check_inputs_once(config: dict, results: str, main_process: bool = True,
     (logdir / "error.log").unlink(missing_ok=True)
     lines = [f"validated in {time.time() - t0:.1f} s"]
     lines += [f"{t}: {p}" for t, p in paths.items() if p]
-    lines += [f"samples: {len(cohort.samples)}, patients: {len(cohort.patients)}, "
-              f"genes: {cohort.n_genes}"]
+    lines += [
+        f"samples: {len(cohort.samples)}, patients: {len(cohort.patients)}, genes: {cohort.n_genes}"
+    ]
     lines += [f"warning: {w}" for w in cohort.warnings]
     stamp.write_text("\n".join(lines) + "\n")
     return paths

@@ -16,7 +16,11 @@ BASE = Path(workflow.basedir)
 # a defect stops the run with one message and writes nothing but the validation log.
 INPUTS = check_inputs_once(config, RESULTS, main_process=workflow.is_main_process)
 HAS_CELL_TYPES = has_cell_types(INPUTS["counts"])
-TABLES = [t for t in ("samples", "patients", "responses", "cytokines", "pk", "events") if INPUTS[t]]
+TABLES = [
+    t
+    for t in ("samples", "patients", "responses", "cytokines", "pk", "events")
+    if INPUTS[t]
+]
 
 # Each rule file adds its final outputs here: TARGETS["stage"] = [...]
 TARGETS = {}

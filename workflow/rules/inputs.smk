@@ -5,20 +5,24 @@ rule validated_table:
     input:
         table=lambda wc: INPUTS[wc.table],
         # the readers check patients/samples references, so these are inputs too
-        refs=lambda wc: [INPUTS["patients"]] if wc.table in ("responses", "pk", "events") else [],
+        refs=lambda wc: (
+            [INPUTS["patients"]] if wc.table in ("responses", "pk", "events") else []
+        ),
     output:
         res("inputs/validated/{table}.tsv"),
     log:
         logp("validated_table", "{table}.log"),
-    params:
-        config=lambda wc: {k: config[k] for k in ("visits", "baseline_visit", "cytokines")},
-        inputs=INPUTS,
+    conda:
+        "../../envs/rhlh.yaml"
     threads: 1
     resources:
         mem_mb=1000,
         runtime=10,
-    conda:
-        "../../envs/rhlh.yaml"
+    params:
+        config=lambda wc: {
+            k: config[k] for k in ("visits", "baseline_visit", "cytokines")
+        },
+        inputs=INPUTS,
     script:
         "../../scripts/inputs_validated_table.py"
 
@@ -31,18 +35,20 @@ rule ingest_counts:
     output:
         counts=res("inputs/validated/counts.h5ad"),
         by_cell_type=(
-            [res("inputs/validated/counts_by_cell_type.h5ad")] if HAS_CELL_TYPES else []
+            [res("inputs/validated/counts_by_cell_type.h5ad")]
+            if HAS_CELL_TYPES
+            else []
         ),
     log:
         logp("ingest_counts"),
-    params:
-        sample_mismatch=config.get("sample_mismatch", "fail"),
+    conda:
+        "../../envs/rhlh.yaml"
     threads: 1
     resources:
         mem_mb=lambda wc, attempt: 4000 * attempt,
         runtime=60,
-    conda:
-        "../../envs/rhlh.yaml"
+    params:
+        sample_mismatch=config.get("sample_mismatch", "fail"),
     script:
         "../../scripts/inputs_ingest_counts.py"
 
@@ -55,15 +61,15 @@ rule input_summary:
         res("inputs/summary.tsv"),
     log:
         logp("input_summary"),
-    params:
-        visits=config["visits"],
-        baseline=config["baseline_visit"],
+    conda:
+        "../../envs/rhlh.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        "../../envs/rhlh.yaml"
+    params:
+        visits=config["visits"],
+        baseline=config["baseline_visit"],
     script:
         "../../scripts/inputs_summary.py"
 
