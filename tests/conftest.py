@@ -23,7 +23,9 @@ def cohort_copy(tmp_path) -> Path:
     return dst
 
 
-def run_workflow(workdir: Path, *args, config: dict | None = None, targets=(), timeout=1200):
+def run_workflow(
+    workdir: Path, *args, config: dict | None = None, targets=(), timeout=1200, env=None
+):
     """Run snakemake on the repo's Snakefile with ``workdir`` as working directory."""
     cmd = [
         SNAKEMAKE,
@@ -39,7 +41,7 @@ def run_workflow(workdir: Path, *args, config: dict | None = None, targets=(), t
     if config:
         cmd += ["--config"] + [f"{k}={v}" for k, v in config.items()]
     cmd += list(args) + list(targets)
-    env = dict(os.environ, PYTHONHASHSEED="0")
+    env = dict(os.environ, PYTHONHASHSEED="0", **(env or {}))
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
 
 

@@ -223,14 +223,6 @@ def read_patients(path) -> pd.DataFrame:
                     column=col,
                     value=int(r[col]),
                 )
-        if pd.notna(r["death_day"]) and r["death_day"] > r["last_followup_day"]:
-            raise InputError(
-                path,
-                "death after the last follow-up day",
-                row=row,
-                column="death_day",
-                value=int(r["death_day"]),
-            )
         if pd.notna(r["death_day"]) and pd.notna(r["hsct_day"]) and r["death_day"] < r["hsct_day"]:
             raise InputError(
                 path, "HSCT after death", row=row, column="hsct_day", value=int(r["hsct_day"])
@@ -394,6 +386,11 @@ def validate_cohort(config: dict, base=".", read_counts_fn=None) -> Cohort:
         Path(paths["patients"]).name,
     )
     responses = read_responses(paths["responses"], patients, paths["patients"])
+    from rhlh.clinical import check_clinical_consistency
+
+    check_clinical_consistency(
+        patients, responses, {"patients": paths["patients"], "responses": paths["responses"]}
+    )
     for row, r in samples.iterrows():
         p = patients.loc[patients["patient_id"] == r["patient_id"]].iloc[0]
         if pd.notna(p["death_day"]) and r["day"] > p["death_day"]:

@@ -12,6 +12,11 @@ validate(config, Path(workflow.basedir) / "workflow/schemas/config.schema.yaml")
 
 RESULTS = config["results"].rstrip("/")
 BASE = Path(workflow.basedir)
+# shipped gene sets are found relative to the workflow, a user's relative to the working dir
+config["genesets"] = [
+    g if Path(g).is_absolute() or Path(g).exists() else str(BASE / g)
+    for g in config.get("genesets", [])
+]
 # Validation runs once per change of inputs/config/code, before any job, in the main process;
 # a defect stops the run with one message and writes nothing but the validation log.
 INPUTS = check_inputs_once(config, RESULTS, main_process=workflow.is_main_process)

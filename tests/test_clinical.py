@@ -1,0 +1,363 @@
+"""Clinical endpoints: hand-computed cohorts, R survival reference values, consistency errors."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from rhlh import clinical as c
+from rhlh.errors import InputError
+from rhlh.survival import aalen_johansen, clopper_pearson, kaplan_meier, median_time
+from scipy import stats
+
+NAN = np.nan
+FILES = {"patients": "patients.tsv", "responses": "responses.tsv"}
+
+
+# --- exact binomial interval ------------------------------------------------------------------
+
+def test_clopper_pearson_known_values():
+    lo, hi = clopper_pearson(5, 10)
+    assert lo == pytest.approx(0.187086028447398, abs=1e-9)
+    assert hi == pytest.approx(0.812913971552602, abs=1e-9)
+    # closed forms at the edges
+    assert clopper_pearson(0, 10) == pytest.approx((0.0, 1 - 0.025 ** (1 / 10)), abs=1e-12)
+    assert clopper_pearson(10, 10) == pytest.approx((0.025 ** (1 / 10), 1.0), abs=1e-12)
+    assert np.isnan(clopper_pearson(0, 0)[0])
+
+
+@pytest.mark.parametrize("x,n", [(1, 6), (3, 20), (14, 20), (19, 20)])
+def test_clopper_pearson_defining_equations(x, n):
+    # the bounds solve P(X >= x | lo) = 0.025 and P(X <= x | hi) = 0.025
+    lo, hi = clopper_pearson(x, n)
+    assert stats.binom.sf(x - 1, n, lo) == pytest.approx(0.025, abs=1e-9)
+    assert stats.binom.cdf(x, n, hi) == pytest.approx(0.025, abs=1e-9)
+
+
+# --- Kaplan-Meier and Aalen-Johansen --------------------------------------------------------
+
+def test_kaplan_meier_hand_and_r():
+    km = kaplan_meier([1, 2, 2, 3, 4, 5, 5, 6], [1, 1, 0, 1, 0, 1, 1, 0])
+    assert km["time"].tolist() == [1, 2, 3, 4, 5, 6]
+    assert km["n_at_risk"].tolist() == [8, 7, 5, 4, 3, 1]
+    # 7/8, *6/7, *4/5, (censored), *1/3, (censored)
+    assert km["survival"].to_numpy() == pytest.approx([7 / 8, 0.75, 0.6, 0.6, 0.2, 0.2],
+                                                      abs=1e-12)
+    greenwood = 1 / 56 + 1 / 42 + 1 / 20 + 2 / 3
+    assert km["std_err"].iloc[4] == pytest.approx(0.2 * np.sqrt(greenwood), abs=1e-12)
+    # R 4.x: survfit(Surv(t, e) ~ 1, conf.type = "log-log")
+    assert km["ci_low"].to_numpy() == pytest.approx(
+        [0.38700001403203, 0.31480711370552, 0.19549586608500, 0.19549586608500,
+         0.00958379384876, 0.00958379384876], abs=1e-9)
+    assert km["ci_high"].to_numpy() == pytest.approx(
+        [0.981392965879, 0.930898317091, 0.852254345762, 0.852254345762, 0.572736485552,
+         0.572736485552], abs=1e-9)
+    assert median_time(km) == 5
+
+
+def test_aalen_johansen_hand_and_r():
+    # status 1 = event of interest, 2 = competing, 0 = censored
+    cif = aalen_johansen([1, 2, 3, 3, 4, 5, 6], [1, 2, 1, 0, 2, 1, 0], cause=1)
+    assert cif["cuminc"].to_numpy() == pytest.approx(
+        [1 / 7, 1 / 7, 2 / 7, 2 / 7, 10 / 21, 10 / 21], abs=1e-12)
+    comp = aalen_johansen([1, 2, 3, 3, 4, 5, 6], [1, 2, 1, 0, 2, 1, 0], cause=2)
+    # the two incidences and overall survival add up to one
+    assert (cif["cuminc"] + comp["cuminc"] + cif["survival"]).to_numpy() == pytest.approx(
+        np.ones(6), abs=1e-12)
+    # R: survfit(Surv(t, factor(s, 0:2)) ~ 1)$pstate, state 1
+    assert comp["cuminc"].iloc[-1] == pytest.approx(0.333333333333, abs=1e-9)
+
+
+def test_aalen_johansen_without_competing_is_one_minus_km():
+    rng = np.random.default_rng(1)
+    t = rng.integers(1, 30, 40).astype(float)
+    e = rng.random(40) < 0.6
+    km = kaplan_meier(t, e)
+    cif = aalen_johansen(t, e.astype(int))
+    assert cif["cuminc"].to_numpy() == pytest.approx(1 - km["survival"].to_numpy(), abs=1e-12)
+
+
+# --- a hand cohort ----------------------------------------------------------------------------
+
+def cohort():
+    """Six patients; index = file row numbers as rhlh.io.read_table gives them."""
+    p = pd.DataFrame({
+        "patient_id": ["P1", "P2", "P3", "P4", "P5", "P6"],
+        "last_followup_day": [10, 100, 80, 30, 70, 30],
+        "hsct_day": [NAN, 40, NAN, NAN, 50, NAN],
+        "death_day": [10, NAN, NAN, NAN, 70, 30],
+        "conditioning_day": [NAN, 33, NAN, NAN, 43, NAN],
+        "reactivation_day": [NAN, NAN, NAN, NAN, 35, NAN],
+    }, index=range(2, 8))
+    r = [
+        ("P1", "D7", 7, "NR"),
+        ("P2", "D7", 7, "PR"), ("P2", "D14", 14, "PR"), ("P2", "D21", 21, "CR"),
+        ("P2", "D28", 28, "CR"), ("P2", "PRECOND1", 32, "CR"),
+        ("P3", "D7", 7, "NR"), ("P3", "D14", 14, "PR"), ("P3", "D21", 21, "PR"),
+        ("P3", "D28", 28, "NE"), ("P3", "W8", 56, "PR"),
+        ("P4", "D7", 7, "PR"), ("P4", "D14", 14, "NR"), ("P4", "D21", 21, "NR"),
+        ("P5", "D7", 7, "NR"), ("P5", "D14", 14, "NR"), ("P5", "D21", 21, "PR"),
+        ("P5", "D28", 28, "PR"), ("P5", "PRECOND1", 42, "PR"),
+        ("P6", "D7", 7, "NR"), ("P6", "D14", 14, "NR"), ("P6", "D21", 21, "NR"),
+    ]
+    r = pd.DataFrame(r, columns=["patient_id", "visit", "day", "response"])
+    r.index = range(2, 2 + len(r))
+    r["day"] = r["day"].astype(float)
+    return p, r
+
+
+def test_hand_cohort_is_consistent():
+    p, r = cohort()
+    assert c.check_clinical_consistency(p, r, FILES) is None
+    # nullable integers as the validator delivers them work too
+    p2 = p.copy()
+    for col in ("hsct_day", "death_day", "conditioning_day", "reactivation_day"):
+        p2[col] = p2[col].astype("Int64")
+    c.check_clinical_consistency(p2, r, FILES)
+
+
+def test_primary_endpoint():
+    p, _ = cohort()
+    st = c.primary_endpoint_status(p)
+    assert st["status"].tolist() == ["died", "alive at HSCT", "alive at week 8",
+                                     "lost to follow-up", "alive at HSCT", "died"]
+    itt = c.primary_endpoint(p)
+    assert (itt["x"], itt["n"], itt["n_lost"]) == (3, 6, 1)
+    assert (itt["ci_low"], itt["ci_high"]) == pytest.approx(clopper_pearson(3, 6), abs=1e-12)
+    assert (itt["ci_low"], itt["ci_high"]) == pytest.approx((0.118117248, 0.881882752),
+                                                            abs=1e-8)
+    exc = c.primary_endpoint(p, missing="exclude")
+    assert (exc["x"], exc["n"]) == (3, 5)
+
+
+def test_survival_until_hsct():
+    p, _ = cohort()
+    km, risk = c.survival_until_hsct(p)
+    # deaths day 10 (6 at risk) and day 30 (5 at risk; P4 censored the same day)
+    assert km["time"].tolist() == [10, 30, 40, 50, 56]
+    assert km["survival"].to_numpy() == pytest.approx([5 / 6, 2 / 3, 2 / 3, 2 / 3, 2 / 3],
+                                                      abs=1e-12)
+    assert km["n_censored"].tolist() == [0, 1, 1, 1, 1]
+    assert risk["n_at_risk"].tolist() == [6, 6, 5, 5, 5, 3, 2, 2, 1]
+
+
+def test_response_rates_policies():
+    p, r = cohort()
+    rates = c.response_rates(p, r).set_index(["visit", "outcome"])
+    d28 = rates.loc[("D28", "PR_or_better")]
+    assert (d28["x"], d28["n"]) == (2, 6)
+    assert (d28["n_assessed"], d28["n_ne"], d28["n_dead"], d28["n_missing"]) == (2, 1, 1, 2)
+    assert (rates.loc[("D28", "CR"), "x"], rates.loc[("D28", "CR"), "n"]) == (1, 6)
+    assert (d28["ci_low"], d28["ci_high"]) == pytest.approx(clopper_pearson(2, 6), abs=1e-12)
+    w8 = rates.loc[("W8", "PR_or_better")]
+    assert (w8["x"], w8["n"], w8["n_hsct"], w8["n_dead"], w8["n_missing"]) == (1, 6, 2, 2, 1)
+    pre = rates.loc[("PRECOND1", "CR")]
+    # P3 and P4 have no conditioning: not due, never in the denominator
+    assert (pre["x"], pre["n"], pre["n_not_due"], pre["n_dead"]) == (1, 4, 2, 2)
+    excl = c.response_rates(p, r, policy={"dead": "exclude", "missing": "exclude",
+                                          "ne": "exclude", "hsct": "exclude"})
+    excl = excl.set_index(["visit", "outcome"])
+    assert (excl.loc[("D28", "PR_or_better"), "x"], excl.loc[("D28", "PR_or_better"), "n"]) \
+        == (2, 2)
+    assert excl.loc[("W8", "PR_or_better"), "n"] == 1
+    assert excl.loc[("PRECOND1", "PR_or_better"), "n"] == 2
+    with pytest.raises(ValueError):
+        c.response_rates(p, r, policy={"dead": "ignore"})
+
+
+def test_define_responders():
+    p, r = cohort()
+    d = c.define_responders(p, r)  # default cr_pr_d28
+    assert d.columns.tolist() == ["patient_id", "responder", "response_class", "reason"]
+    assert d["responder"].tolist() == [False, True, False, False, True, False]
+    assert d["response_class"].tolist() == ["NE", "CR", "NE", "NE", "PR", "NE"]
+    assert "died on day 10" in d.loc[0, "reason"] and "ITT" in d.loc[0, "reason"]
+    assert "no D28 assessment" in d.loc[3, "reason"]
+    assert d["responder"].dtype == bool
+    assert c.define_responders(p, r, "cr_d28")["responder"].tolist() == [
+        False, True, False, False, False, False]
+    best = c.define_responders(p, r, "best_by_w8")
+    assert best["responder"].tolist() == [False, True, True, True, True, False]
+    assert best["response_class"].tolist() == ["NR", "CR", "PR", "PR", "PR", "NR"]
+    alive = c.define_responders(p, r, "alive_at_hsct")
+    assert alive["responder"].tolist() == [False, True, True, False, True, False]
+    with pytest.raises(ValueError, match="unknown responder definition"):
+        c.define_responders(p, r, "cr_at_w12")
+
+
+def test_time_to_first_pr_cumulative_incidence():
+    p, r = cohort()
+    per, cif = c.time_to_response(p, r, "PR")
+    assert per["time"].tolist() == [10, 7, 14, 7, 21, 30]
+    assert per["status"].tolist() == [2, 1, 1, 1, 1, 2]
+    # by hand: 2/6 at day 7; S = 1/2 after the day-10 death; +1/2*1/3; +1/3*1/2
+    assert cif.set_index("time")["cuminc"].to_dict() == pytest.approx(
+        {7: 1 / 3, 10: 1 / 3, 14: 1 / 2, 21: 2 / 3, 30: 2 / 3}, abs=1e-12)
+    assert median_time(cif, "cuminc") == 14
+
+
+def test_time_to_first_cr_cumulative_incidence():
+    p, r = cohort()
+    per, cif = c.time_to_response(p, r, "CR")
+    assert per["status"].tolist() == [2, 1, 0, 0, 0, 2]
+    # P5 censored at HSCT (day 50) although dead on day 70
+    assert per["time"].tolist() == [10, 21, 80, 30, 50, 30]
+    assert cif["cuminc"].iloc[-1] == pytest.approx(1 / 6, abs=1e-12)
+    assert np.isnan(median_time(cif, "cuminc"))
+    # HSCT as a competing event instead of censoring
+    per2, _ = c.time_to_response(p, r, "CR", competing=("death", "hsct"))
+    assert per2.loc[4, "status"] == 3
+
+
+def test_reactivation():
+    p, r = cohort()
+    per, cif = c.reactivation(p, r)
+    assert per["patient_id"].tolist() == ["P2", "P3", "P4", "P5"]
+    assert per["time"].tolist() == [33, 66, 23, 14]
+    assert per["status"].tolist() == [3, 0, 0, 1]
+    assert cif["cuminc"].iloc[-1] == pytest.approx(1 / 4, abs=1e-12)
+
+
+# --- consistency errors -------------------------------------------------------------------------
+
+def _broken(kind):
+    p, r = cohort()
+    if kind == "hsct_before_d0":
+        p.loc[3, "hsct_day"] = -2
+    elif kind == "death_before_hsct":
+        p.loc[6, "death_day"] = 45
+        p.loc[6, "last_followup_day"] = 45
+    elif kind == "response_after_death":
+        r.loc[len(r) + 2] = ["P1", "D14", 14.0, "PR"]
+    elif kind == "followup_after_death":
+        p.loc[2, "last_followup_day"] = 20
+    elif kind == "conditioning_after_hsct":
+        p.loc[3, "conditioning_day"] = 41
+    elif kind == "reactivation_without_response":
+        p.loc[7, "reactivation_day"] = 20
+    elif kind == "bad_response":
+        r.loc[4, "response"] = "PD"
+    elif kind == "duplicate_visit":
+        r.loc[5, "visit"] = "D7"
+    elif kind == "unknown_patient":
+        r.loc[9, "patient_id"] = "P9"
+    elif kind == "response_after_followup":
+        r.loc[len(r) + 2] = ["P4", "D28", 31.0, "PR"]
+    return p, r
+
+
+@pytest.mark.parametrize("kind,file,row,column", [
+    ("hsct_before_d0", "patients.tsv", 3, "hsct_day"),
+    ("death_before_hsct", "patients.tsv", 6, "hsct_day"),
+    ("response_after_death", "responses.tsv", 24, "day"),
+    ("followup_after_death", "patients.tsv", 2, "last_followup_day"),
+    ("conditioning_after_hsct", "patients.tsv", 3, "conditioning_day"),
+    ("reactivation_without_response", "patients.tsv", 7, "reactivation_day"),
+    ("bad_response", "responses.tsv", 4, "response"),
+    ("duplicate_visit", "responses.tsv", 5, "visit"),
+    ("unknown_patient", "responses.tsv", 9, "patient_id"),
+    ("response_after_followup", "responses.tsv", 24, "day"),
+])
+def test_consistency_errors(kind, file, row, column):
+    p, r = _broken(kind)
+    with pytest.raises(InputError) as err:
+        c.check_clinical_consistency(p, r, FILES)
+    assert (err.value.file, err.value.row, err.value.column) == (file, row, column)
+    assert file in str(err.value) and f"row {row}" in str(err.value)
+
+
+# --- safety and PK ------------------------------------------------------------------------------
+
+def events():
+    return pd.DataFrame([
+        ("P1", 3, "adverse_event", "neutropenia", 2, "new"),
+        ("P1", 8, "adverse_event", "neutropenia", 4, "worsening"),
+        ("P2", 5, "adverse_event", "neutropenia", 1, "new"),
+        ("P3", 9, "adverse_event", "rash", 3, "new"),
+        ("P2", 12, "viral_infection", "CMV", 2, "new"),
+        ("P2", 19, "viral_infection", "CMV", 3, "worsening"),
+        ("P4", 4, "viral_infection", "EBV", 1, "new"),
+    ], columns=["patient_id", "day", "category", "term", "grade", "status"])
+
+
+def test_adverse_events_by_term_and_worst_grade():
+    ae = c.adverse_events(events(), 6).set_index("term")
+    neu = ae.loc["neutropenia"]
+    assert (neu["n_events"], neu["n_patients"]) == (3, 2)
+    assert neu["pct_patients"] == pytest.approx(100 * 2 / 6)
+    assert [neu[f"grade_{k}"] for k in range(1, 6)] == [1, 0, 0, 1, 0]
+    assert neu["n_patients_grade3plus"] == 1
+    assert ae.loc["CMV", "n_patients"] == 1 and ae.loc["CMV", "grade_3"] == 1
+    assert c.patients_with_grade(events(), 3) == 2
+    assert c.adverse_events(None, 6).empty
+
+
+def test_viral_infections_per_patient():
+    p, _ = cohort()
+    vi = c.viral_infections(events(), p).set_index("patient_id")
+    assert len(vi) == 6
+    assert (vi.loc["P2", "n_new"], vi.loc["P2", "n_worsening"], vi.loc["P2", "worst_grade"]) \
+        == (1, 1, 3)
+    assert vi.loc["P4", "terms"] == "EBV" and vi.loc["P1", "n_new"] == 0
+
+
+def pk():
+    return pd.DataFrame([
+        ("P1", 0, "D0", "plasma", "OOR <", "ng/mL", 0.5),
+        ("P1", 7, "D7", "plasma", "25.0", "ng/mL", 0.5),
+        ("P1", 7, "D7", "csf", "<0.5", "ng/mL", 0.5),
+        ("P2", 7, "D7", "plasma", "<LLOQ", "ng/mL", 1.0),
+        ("P2", 7, "D7", "csf", "2.0", "ng/mL", 0.5),
+        ("P3", 7, "D7", "plasma", "40", "ng/mL", 0.5),
+        ("P3", 7, "D7", "csf", "1.0", "ng/mL", 0.5),
+        ("P3", 14, "D14", "plasma", ">100", "ng/mL", 0.5),
+    ], columns=["patient_id", "day", "visit", "matrix", "concentration", "unit", "lloq"])
+
+
+def test_pk_censoring_substitution_and_ratio():
+    v = c.pk_values(pk())
+    assert v["censor"].tolist() == ["<", "", "<", "<", "", "", "", ">"]
+    assert v["value"].tolist() == [0.25, 25.0, 0.25, 0.5, 2.0, 40.0, 1.0, 100.0]
+    assert c.pk_values(pk(), "lloq")["value"].iloc[3] == 1.0
+    assert np.isnan(c.pk_values(pk(), "nan")["value"].iloc[0])
+    s = c.pk_summary(v, visits=["D0", "D7", "D14"]).set_index(["matrix", "visit"])
+    d7 = s.loc[("plasma", "D7")]
+    assert (d7["n"], d7["n_below_lloq"], d7["median"]) == (3, 1, 25.0)
+    assert d7["geo_mean"] == pytest.approx(500 ** (1 / 3), abs=1e-12)
+    ratio = c.csf_plasma_ratio(v).set_index("patient_id")
+    assert ratio.loc["P1", "ratio"] == pytest.approx(0.01)
+    assert np.isnan(ratio.loc["P2", "ratio"])
+    assert ratio.loc["P3", "ratio"] == pytest.approx(0.025)
+    with pytest.raises(ValueError):
+        c.pk_values(pk().assign(concentration="abc"))
+
+
+# --- endpoints table and figures ----------------------------------------------------------------
+
+def test_endpoints_table():
+    p, r = cohort()
+    km, _ = c.survival_until_hsct(p)
+    rates = c.response_rates(p, r)
+    ttr = {"PR": c.time_to_response(p, r, "PR")[1], "CR": c.time_to_response(p, r, "CR")[1]}
+    tab = c.endpoints_table(primary=c.primary_endpoint(p), km=km, rates=rates, ttr=ttr,
+                            react=c.reactivation(p, r), safety=(2, 6))
+    assert tab.columns.tolist() == ["endpoint", "estimate", "ci_low", "ci_high", "n", "note"]
+    e = tab.set_index("endpoint")
+    assert e.loc["alive at HSCT or week 8 (primary)", "estimate"] == 0.5
+    assert e.loc["KM survival until HSCT at day 56", "estimate"] == pytest.approx(2 / 3)
+    assert e.loc["PR or better rate at D28", "estimate"] == pytest.approx(2 / 6)
+    assert e.loc["median days to first PR", "estimate"] == 14
+    assert e.loc["cumulative incidence of first PR by day 28", "estimate"] == pytest.approx(2 / 3)
+    assert e.loc["patients with an adverse event of grade >= 3", "estimate"] == pytest.approx(
+        1 / 3)
+
+
+def test_figures_draw():
+    p, r = cohort()
+    km, risk = c.survival_until_hsct(p)
+    figs = [c.plot_km(km, risk), c.plot_response_rates(c.response_rates(p, r)),
+            c.plot_cuminc({"PR": c.time_to_response(p, r)[1]}),
+            c.plot_pk(c.pk_values(pk()), "plasma", ["D0", "D7", "D14"])]
+    import matplotlib.pyplot as plt
+
+    for f in figs:
+        assert len(f.axes) == 1 and f.axes[0].has_data()
+        plt.close(f)
