@@ -19,7 +19,7 @@ VISIT_DAY = {v: int(v[1:]) for v in VISITS}
 RESPONSE_VISITS = [("D7", 7), ("D14", 14), ("D21", 21), ("D28", 28), ("W8", 56)]
 ANALYTES = {  # canonical name: (log10 baseline, log10 fall in responders by D28)
     "IFNG": (2.4, 1.6),
-    "CXCL9": (3.8, 1.3),
+    "CXCL9": (3.6, 1.3),
     "IL10": (2.2, 1.0),
     "IL18": (3.4, 0.6),
     "IL6": (1.4, 0.6),
