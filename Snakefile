@@ -8,6 +8,9 @@ min_version("9.0")
 configfile: "config/config.yaml"
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 
 
@@ -18,3 +21,11 @@ rule all:
 
 
 include: "workflow/rules/inputs.smk"
+include: "workflow/rules/clinical.smk"
+include: "workflow/rules/cytokines.smk"
+include: "workflow/rules/cluster.smk"
+include: "workflow/rules/response.smk"
+include: "workflow/rules/signatures.smk"
+include: "workflow/rules/expression.smk"
+include: "workflow/rules/report.smk"
+include: "workflow/rules/de.smk"

@@ -91,11 +91,11 @@ def read_table(path, required=(), dtype=str) -> pd.DataFrame:
     return df
 
 
-def atomic_path(path):
-    """A temporary sibling path; rename it onto ``path`` once fully written."""
+def atomic_path(path, suffix=".tmp"):
+    """A temporary sibling path (ending in ``suffix``); rename it onto ``path`` when written."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
     os.close(fd)
     return Path(tmp)
 
@@ -113,15 +113,13 @@ def write_tsv(df: pd.DataFrame, path, index=False) -> None:
 
 def write_h5ad(adata, path) -> None:
     """Write an AnnData atomically."""
-    tmp = atomic_path(str(path))
-    tmp_h5 = tmp.with_suffix(".h5ad")
+    tmp = atomic_path(path, suffix=".h5ad")
     try:
-        adata.write_h5ad(tmp_h5)
-        os.replace(tmp_h5, path)
+        adata.write_h5ad(tmp)
+        os.replace(tmp, path)
     finally:
-        for p in (tmp, tmp_h5):
-            if p.exists():
-                p.unlink()
+        if tmp.exists():
+            tmp.unlink()
 
 
 def save_figure(fig, png_path, formats=("pdf",)) -> None:
@@ -131,7 +129,7 @@ def save_figure(fig, png_path, formats=("pdf",)) -> None:
     png_path = Path(png_path)
     for ext in ("png", *formats):
         target = png_path.with_suffix("." + ext)
-        tmp = atomic_path(target).with_suffix("." + ext)
+        tmp = atomic_path(target, suffix="." + ext)
         try:
             fig.savefig(tmp, dpi=150, bbox_inches="tight", metadata=_fig_metadata(ext))
             os.replace(tmp, target)

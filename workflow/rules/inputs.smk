@@ -19,8 +19,12 @@ rule validated_table:
         mem_mb=1000,
         runtime=10,
     params:
-        config=lambda wc: {
-            k: config[k] for k in ("visits", "baseline_visit", "cytokines")
+        config={
+            "visits": config["visits"],
+            "baseline_visit": config["baseline_visit"],
+            "cytokines": {
+                "duplicates": config.get("cytokines", {}).get("duplicates", "mean")
+            },
         },
         inputs=INPUTS,
     script:

@@ -1,0 +1,102 @@
+"""Rule clinical_endpoints: every clinical outcome measure as tables, figures and one summary."""
+
+import pandas as pd
+from rhlh import clinical as c
+from rhlh.io import save_figure, write_tsv
+from rhlh.logs import setup_logging
+from rhlh.simon import simon_decision, simon_designs
+from rhlh.survival import CIF_COLUMNS
+
+sm = snakemake  # noqa: F821
+log = setup_logging(sm)
+p = sm.params
+patients = c.read_validated(sm.input.patients, c.PATIENT_DAY_COLUMNS)
+responses = c.read_validated(sm.input.responses, ["day"])
+events = c.read_validated(sm.input.events[0], ["day", "grade"]) if sm.input.events else None
+c.check_clinical_consistency(patients, responses, p.files)
+n = len(patients)
+
+# primary endpoint: alive at HSCT or week 8, and KM of death censored at HSCT
+primary = c.primary_endpoint(patients, p.horizon, p.primary_missing)
+status = c.primary_endpoint_status(patients, p.horizon)
+km, risk = c.survival_until_hsct(patients, p.horizon)
+write_tsv(km, sm.output.survival)
+write_tsv(status, sm.output.survival_patients)
+save_figure(c.plot_km(km, risk, p.horizon), sm.output.km)
+log.info("primary: %d/%d alive at HSCT or day %s", primary["x"], primary["n"], p.horizon)
+
+# Simon two-stage design and the decisions it gives on this cohort (enrolment = file order)
+s = {
+    "p0": 0.5,
+    "p1": 0.8,
+    "alpha": 0.05,
+    "beta": 0.2,
+    "design": "optimal",
+    "nmax": 100,
+    "success": "alive_at_hsct",
+    **p.simon,
+}
+designs = simon_designs(s["p0"], s["p1"], s["alpha"], s["beta"], s["nmax"])
+write_tsv(pd.DataFrame([d.as_dict() for d in designs.values()]), sm.output.simon)
+design = designs[s["design"]]
+success = c.define_responders(patients, responses, s["success"], p.horizon)["responder"]
+first = success.iloc[: design.n1]
+decision = simon_decision(design, int(first.sum()), len(first), int(success.sum()), n)
+decision.insert(0, "success_definition", s["success"])
+decision.insert(0, "design", s["design"])
+write_tsv(decision, sm.output.simon_decision)
+log.info(
+    "Simon %s design r1/n1=%d/%d, r/n=%d/%d: %s",
+    s["design"],
+    design.r1,
+    design.n1,
+    design.r,
+    design.n,
+    "; ".join(decision["decision"]),
+)
+
+# response rates by visit
+rates = c.response_rates(patients, responses, p.visits, p.policy)
+write_tsv(rates, sm.output.rates)
+save_figure(c.plot_response_rates(rates, p.visits), sm.output.rates_fig)
+
+# delay to first PR / CR, death competing (HSCT competing or censoring per config)
+competing = ("death", "hsct") if p.hsct_competing else ("death",)
+ttr, ttr_pat = {}, []
+for level, name in (("PR", "PR or better"), ("CR", "CR")):
+    per, cif = c.time_to_response(patients, responses, level, competing)
+    ttr[name] = cif
+    ttr_pat.append(per.assign(outcome_of_interest=name))
+write_tsv(
+    pd.concat([t.assign(outcome=k) for k, t in ttr.items()])[["outcome", *CIF_COLUMNS]],
+    sm.output.ttr,
+)
+write_tsv(pd.concat(ttr_pat), sm.output.ttr_patients)
+save_figure(
+    c.plot_cuminc(
+        {f"first {k}": t for k, t in ttr.items()}, title="Time to first response (death competing)"
+    ),
+    sm.output.cuminc,
+)
+
+# reactivation after PR/CR, death and HSCT competing, time from first response
+react = c.reactivation(patients, responses)
+write_tsv(react[0], sm.output.reactivation)
+write_tsv(react[1], sm.output.reactivation_cuminc)
+
+# safety
+write_tsv(c.adverse_events(events, n), sm.output.safety)
+write_tsv(c.viral_infections(events, patients), sm.output.viral)
+
+table = c.endpoints_table(
+    primary=primary,
+    km=km,
+    rates=rates,
+    ttr=ttr,
+    react=react,
+    simon=decision,
+    safety=(c.patients_with_grade(events, 3), n),
+    horizon=p.horizon,
+)
+write_tsv(table, sm.output.endpoints)
+log.info("%d endpoints written", len(table))

@@ -1,0 +1,27 @@
+"""Rule cytokines_rmcorr: repeated-measures correlation of cytokines with signature scores."""
+
+import pandas as pd
+from rhlh import cytokines as cy
+from rhlh.io import write_tsv
+from rhlh.logs import setup_logging
+
+sm = snakemake  # noqa: F821
+log = setup_logging(sm)
+p = sm.params
+values = pd.read_csv(
+    sm.input.values,
+    sep="\t",
+    keep_default_na=False,
+    na_values=[""],
+    dtype={"sample_id": str, "patient_id": str, "censor": str, "plate": str},
+)
+scores = pd.read_csv(sm.input.scores, sep="\t", dtype={"sample_id": str, "patient_id": str})
+if p.methods:
+    scores = scores[scores["method"].isin(p.methods)]
+# the analysis scale (log10, substituted, plate-adjusted), not the raw pg/mL column
+model = values[["sample_id", "patient_id", "analyte", "log10_value"]].rename(
+    columns={"analyte": "feature", "log10_value": "value"}
+)
+out = cy.cytokine_signature_rmcorr(model, scores, min_patients=p.min_patients)
+write_tsv(out, sm.output[0])
+log.info("rmcorr for %d cytokine x signature x method pairs", len(out))

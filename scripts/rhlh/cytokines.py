@@ -1,0 +1,550 @@
+"""Cytokine concentrations: parsing lab exports, censoring, plates, per-analyte summaries.
+
+Conventions. Concentrations are converted to pg/mL. A censored reading keeps its limit as
+``value`` with ``censor`` = ``left`` (below LLOQ) or ``right`` (above ULOQ); substitution for
+the analysis happens later, in :func:`substitute_censored`, and the analysis scale is log10.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import unicodedata
+import warnings
+
+import numpy as np
+import pandas as pd
+
+from rhlh.errors import InputError
+from rhlh.io import read_table
+from rhlh.longitudinal import bh_adjust, rmcorr
+
+log = logging.getLogger("rhlh")
+
+CANONICAL_ANALYTES = ["IFNG", "TNFA", "IL6", "IL2", "IL10", "IL18", "IL1B", "CXCL9"]
+CANONICAL_UNIT = "pg/mL"
+REQUIRED = ["sample_id", "analyte", "value", "unit"]
+
+# keys are normalised spellings (see _analyte_key)
+_ALIASES = {
+    "IFNG": "IFNG", "IFNGAMMA": "IFNG", "INTERFERONGAMMA": "IFNG",
+    "TNFA": "TNFA", "TNFALPHA": "TNFA", "TNF": "TNFA",
+    "IL6": "IL6", "INTERLEUKIN6": "IL6",
+    "IL2": "IL2", "INTERLEUKIN2": "IL2",
+    "IL10": "IL10", "INTERLEUKIN10": "IL10",
+    "IL18": "IL18", "INTERLEUKIN18": "IL18",
+    "IL1B": "IL1B", "IL1BETA": "IL1B", "INTERLEUKIN1B": "IL1B", "INTERLEUKIN1BETA": "IL1B",
+    "CXCL9": "CXCL9", "MIG": "CXCL9",
+}
+_GREEK = {"γ": "G", "Γ": "G", "α": "A", "Α": "A", "β": "B", "Β": "B"}
+
+# factor that converts a concentration in the given unit to pg/mL; keys are normalised units
+_UNIT_FACTORS = {
+    "pg/ml": 1.0, "ng/l": 1.0,
+    "pg/dl": 0.01, "ng/dl": 10.0,
+    "ng/ml": 1e3, "ug/l": 1e3, "mcg/l": 1e3,
+    "ug/ml": 1e6, "mg/l": 1e6, "mcg/ml": 1e6,
+    "pg/ul": 1e3, "fg/ml": 1e-3,
+}
+
+_MISSING = {"", "na", "n/a", "nan", "null"}
+_LEFT_WORDS = {"oor<", "<lloq", "<loq", "<lod", "blq", "<llod", "belowlloq", "<ll"}
+_RIGHT_WORDS = {"oor>", ">uloq", ">loq", "alq", ">ul", "aboveuloq"}
+_NUMBER = re.compile(r"^[0-9]*[.,]?[0-9]+(?:[eE][-+]?[0-9]+)?$")
+
+
+def _analyte_key(name: str) -> str:
+    text = unicodedata.normalize("NFC", str(name)).strip()
+    text = "".join(_GREEK.get(ch, ch) for ch in text).upper()
+    return re.sub(r"[\s\-_./]", "", text)
+
+
+def canonical_analyte(name):
+    """Map a lab spelling (``IFN-γ``, ``MIG``, ``IL-1β``) to (canonical name, known flag)."""
+    key = _analyte_key(name)
+    if key in _ALIASES:
+        return _ALIASES[key], True
+    return str(name).strip(), False
+
+
+def _normalise_unit(unit: str) -> str:
+    text = unicodedata.normalize("NFKC", str(unit)).strip().lower()
+    text = text.replace("µ", "u").replace("μ", "u")
+    return re.sub(r"\s", "", text)
+
+
+def unit_factor(unit) -> float:
+    """Factor converting a concentration in ``unit`` to pg/mL; ValueError if unknown."""
+    key = _normalise_unit(unit)
+    if key not in _UNIT_FACTORS:
+        raise ValueError("unknown unit (expected one of pg/mL, ng/L, ng/mL, µg/L, ...)")
+    return _UNIT_FACTORS[key]
+
+
+def parse_number(text) -> float:
+    """A non-negative number, decimal point or comma (``3,5``); ValueError otherwise."""
+    s = str(text).strip().replace(" ", "")
+    if not _NUMBER.match(s):
+        raise ValueError("not a number")
+    if "," in s:
+        # "3,500" is 3.5 in one lab and 3500 in another: refuse rather than guess 1000-fold
+        if re.match(r"^[0-9]{1,3},[0-9]{3}$", s):
+            raise ValueError("ambiguous number: comma could be a decimal or thousands separator")
+        s = s.replace(",", ".")
+    value = float(s)
+    if not math.isfinite(value):
+        raise ValueError("not a finite number")
+    return value
+
+
+def parse_value(text):
+    """Parse one reading into (value, censor, bound); censor is 'none', 'left' or 'right'.
+
+    ``3.5`` / ``3,5`` -> (3.5, 'none', nan); ``<3.2`` / ``< 3.2`` -> (3.2, 'left', 3.2);
+    ``>10000`` -> (10000, 'right', 10000); ``OOR <``, ``<LLOQ`` -> (nan, 'left', nan) and
+    ``OOR >``, ``>ULOQ`` -> (nan, 'right', nan): the limit must come from the lloq/uloq
+    columns; ``0`` is read as below detection -> (nan, 'left', nan); empty / NA ->
+    (nan, 'none', nan). Negative or unreadable -> ValueError.
+    """
+    if text is None or (isinstance(text, float) and math.isnan(text)):
+        return math.nan, "none", math.nan
+    s = unicodedata.normalize("NFKC", str(text)).strip()
+    if s.lower() in _MISSING:
+        return math.nan, "none", math.nan
+    compact = re.sub(r"\s", "", s).lower()
+    if compact in _LEFT_WORDS:
+        return math.nan, "left", math.nan
+    if compact in _RIGHT_WORDS:
+        return math.nan, "right", math.nan
+    censor = "none"
+    if compact[0] in "<>≤≥":
+        censor = "left" if compact[0] in "<≤" else "right"
+        compact = compact[1:].lstrip("=")
+    if compact.startswith("-"):
+        raise ValueError("negative concentration")
+    value = parse_number(compact)
+    if censor == "none" and value == 0:
+        # assay software writes 0 for "below the curve"; log10 needs a limit instead
+        return math.nan, "left", math.nan
+    if censor != "none":
+        return value, censor, value
+    return value, "none", math.nan
+
+
+def _plate_limits(df, col):
+    """Per (plate, analyte) limit from rows that give one; the largest if rows disagree."""
+    have = df[df[col].notna()]
+    if have.empty:
+        return {}
+    agg = have.groupby(["plate", "analyte"])[col].agg(["min", "max"])
+    for (plate, analyte), r in agg[agg["min"] != agg["max"]].iterrows():
+        log.warning("cytokines: plate %s, %s: several %s values (%g..%g); using %g",
+                    plate, analyte, col, r["min"], r["max"], r["max"])
+    return agg["max"].to_dict()
+
+
+def parse_cytokines(table, file="cytokines.tsv", duplicates="mean"):
+    """Validate and tidy cytokines.tsv (path or read_table DataFrame) into pg/mL readings.
+
+    Returns one row per sample x analyte x plate with columns sample_id, analyte,
+    analyte_raw, value (pg/mL; the limit for a censored reading; NaN if missing), censor
+    (none/left/right), lloq, uloq (pg/mL), unit ('pg/mL'), plate, row (file row), plus the
+    file's extra columns. ``duplicates`` ('mean' or 'error') decides what happens to a sample
+    measured twice for an analyte on the same plate; the same sample on two plates is a bridging
+    sample and is kept (see :func:`plate_effects`, :func:`collapse_plates`).
+    """
+    if duplicates not in ("mean", "error"):
+        raise ValueError("duplicates must be 'mean' or 'error'")
+    if isinstance(table, pd.DataFrame):
+        raw = table.copy()
+        missing = [c for c in REQUIRED if c not in raw.columns]
+        if missing:
+            raise InputError(file, "required column missing", column=missing[0])
+    else:
+        file = str(table)
+        raw = read_table(table, required=REQUIRED)
+    raw = raw.fillna("").astype(str).apply(lambda s: s.str.strip())
+    if raw.empty:
+        raise InputError(file, "no data rows")
+    extra = [c for c in raw.columns if c not in REQUIRED + ["lloq", "uloq", "plate"]]
+    records = []
+    unknown = set()
+    for row, r in raw.iterrows():
+        if not r["sample_id"]:
+            raise InputError(file, "empty sample_id", row=row, column="sample_id")
+        if not r["analyte"]:
+            raise InputError(file, "empty analyte name", row=row, column="analyte")
+        analyte, known = canonical_analyte(r["analyte"])
+        if not known:
+            unknown.add(analyte)
+        try:
+            value, censor, bound = parse_value(r["value"])
+        except ValueError as exc:
+            raise InputError(
+                file, f"unreadable concentration: {exc}; expected a non-negative number or a "
+                "censored reading such as <3.2, >10000, OOR <, <LLOQ",
+                row=row, column="value", value=r["value"]) from None
+        is_missing = math.isnan(value) and censor == "none"
+        factor = 1.0
+        if r["unit"] or not is_missing:
+            try:
+                factor = unit_factor(r["unit"])
+            except ValueError as exc:
+                raise InputError(file, str(exc), row=row, column="unit", value=r["unit"]) from None
+        limits = {}
+        for col in ("lloq", "uloq"):
+            text = r.get(col, "")
+            if text == "":
+                limits[col] = math.nan
+                continue
+            try:
+                limits[col] = parse_number(text) * factor
+            except ValueError as exc:
+                raise InputError(file, f"{col} must be a non-negative number: {exc}",
+                                 row=row, column=col, value=text) from None
+        rec = {
+            "sample_id": r["sample_id"], "analyte": analyte, "analyte_raw": r["analyte"],
+            "value": value * factor, "censor": censor, "bound": bound * factor,
+            "lloq": limits["lloq"], "uloq": limits["uloq"], "unit": CANONICAL_UNIT,
+            "plate": r.get("plate", "") or "plate1", "row": int(row),
+        }
+        for c in extra:
+            rec[c] = r[c]
+        records.append(rec)
+    for name in sorted(unknown):
+        warnings.warn(f"{file}: analyte {name!r} is not one of {', '.join(CANONICAL_ANALYTES)}; "
+                      "kept under its own name", stacklevel=2)
+        log.warning("cytokines: unknown analyte %r kept under its own name", name)
+    df = pd.DataFrame.from_records(records)
+    df = _fill_limits(df, file)
+    df = _dedupe(df, file, duplicates)
+    return df.drop(columns=["bound"]).reset_index(drop=True)
+
+
+def _fill_limits(df, file):
+    """Give every censored reading a limit: its own, else the row's, else the plate's."""
+    plate_lloq = _plate_limits(df, "lloq")
+    plate_uloq = _plate_limits(df, "uloq")
+    for col, table in (("lloq", plate_lloq), ("uloq", plate_uloq)):
+        gap = df[col].isna()
+        if gap.any():
+            keys = list(zip(df.loc[gap, "plate"], df.loc[gap, "analyte"], strict=True))
+            df.loc[gap, col] = [table.get(k, math.nan) for k in keys]
+    for side, col, word in (("left", "lloq", "LLOQ"), ("right", "uloq", "ULOQ")):
+        need = (df["censor"] == side) & df["value"].isna()
+        df.loc[need, "value"] = df.loc[need, col]
+        still = need & df["value"].isna()
+        if still.any():
+            r = df[still].iloc[0]
+            raise InputError(file, f"censored reading without a limit: give the {word} in the "
+                             f"'{col}' column (this row or another row of plate {r['plate']})",
+                             row=int(r["row"]), column="value")
+    return df
+
+
+def _dedupe(df, file, duplicates):
+    """Same sample, analyte and plate more than once: average, or stop."""
+    key = ["sample_id", "analyte", "plate"]
+    dup = df.duplicated(key, keep=False)
+    if not dup.any():
+        return df
+    if duplicates == "error":
+        rows = df.loc[dup].sort_values("row")
+        first = rows.iloc[0]
+        other = rows[(rows[key] == first[key]).all(axis=1)]["row"].tolist()
+        raise InputError(file, f"sample {first['sample_id']} measured more than once for "
+                         f"{first['analyte']} on plate {first['plate']} (rows "
+                         f"{', '.join(map(str, other))})", row=int(other[1]), column="sample_id")
+    keep = df[~dup]
+    merged = [keep]
+    for _, g in df[dup].groupby(key, sort=False):
+        merged.append(_merge_replicates(g).to_frame().T)
+    out = pd.concat(merged, ignore_index=True)
+    log.info("cytokines: averaged %d duplicated readings", int(dup.sum()))
+    for c in ("value", "lloq", "uloq", "bound"):
+        out[c] = out[c].astype(float)
+    out["row"] = out["row"].astype(int)
+    return out.sort_values("row", kind="mergesort")
+
+
+def _merge_replicates(g):
+    """One reading from replicate readings of one sample (observed readings win)."""
+    first = g.iloc[0].copy()
+    obs = g[(g["censor"] == "none") & g["value"].notna()]
+    if len(obs):
+        first["value"] = obs["value"].mean()
+        first["censor"] = "none"
+    elif g["value"].notna().any():
+        # all censored: the tightest limit is the one that holds for every replicate
+        left = g[g["censor"] == "left"]
+        right = g[g["censor"] == "right"]
+        if len(left) and not len(right):
+            first["value"], first["censor"] = left["value"].min(), "left"
+        elif len(right) and not len(left):
+            first["value"], first["censor"] = right["value"].max(), "right"
+        else:
+            first["value"], first["censor"] = math.nan, "none"
+    first["lloq"] = g["lloq"].max()
+    first["uloq"] = g["uloq"].min()
+    return first
+
+
+SUBSTITUTION_RULES = {
+    "lloq/sqrt2": lambda lim: lim / math.sqrt(2),
+    "lloq/2": lambda lim: lim / 2,
+    "lloq": lambda lim: lim,
+}
+
+
+def substitute_censored(df, rule="lloq/sqrt2"):
+    """Add value_analysed (left-censored -> rule(LLOQ), right-censored -> ULOQ) and log10_value."""
+    if rule not in SUBSTITUTION_RULES and rule != "drop":
+        raise ValueError(f"substitution rule must be one of {sorted(SUBSTITUTION_RULES)} or "
+                         "'drop'")
+    out = df.copy()
+    v = out["value"].astype(float).copy()
+    left = out["censor"] == "left"
+    if rule == "drop":
+        v[left] = np.nan
+    else:
+        v[left] = SUBSTITUTION_RULES[rule](v[left])
+    out["value_analysed"] = v
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out["log10_value"] = np.where(v > 0, np.log10(v.where(v > 0, 1.0)), np.nan)
+    return out
+
+
+def censoring_summary(df, samples, visits, uninformative=0.5):
+    """Fraction censored per analyte x visit, plus one 'all' row per analyte with a flag.
+
+    Columns: analyte, visit, n_measured, n_left, n_right, n_missing, frac_left, frac_right,
+    frac_censored, uninformative (overall censored fraction above ``uninformative``; the same
+    value on every row of the analyte).
+    """
+    d = df.merge(samples[["sample_id", "visit"]], on="sample_id", how="left")
+    d["missing"] = d["value"].isna()
+    rows = []
+    for analyte, g in d.groupby("analyte", sort=True):
+        parts = [(v, g[g["visit"] == v]) for v in visits if (g["visit"] == v).any()]
+        parts.append(("all", g))
+        for visit, gv in parts:
+            meas = gv[~gv["missing"]]
+            n = len(meas)
+            nl = int((meas["censor"] == "left").sum())
+            nr = int((meas["censor"] == "right").sum())
+            rows.append({
+                "analyte": analyte, "visit": visit, "n_measured": n, "n_left": nl,
+                "n_right": nr, "n_missing": int(gv["missing"].sum()),
+                "frac_left": nl / n if n else np.nan, "frac_right": nr / n if n else np.nan,
+                "frac_censored": (nl + nr) / n if n else np.nan,
+            })
+    out = pd.DataFrame(rows)
+    if out.empty:
+        return out.assign(uninformative=pd.Series(dtype=bool))
+    overall = out[out["visit"] == "all"].set_index("analyte")["frac_censored"]
+    flag = (overall > uninformative).to_dict()
+    out["uninformative"] = out["analyte"].map(flag).astype(bool)
+    return out
+
+
+def plate_effects(df, reference=None):
+    """Per analyte x plate: medians (log10) and offsets against a reference plate.
+
+    Offsets come from bridging samples (the same sample measured on two plates): the median of
+    log10(plate) - log10(other plate) over bridging samples, chained through the plate graph
+    to the reference plate (default: the plate with the most samples). Plates not bridged to the
+    reference get NaN. Needs ``log10_value`` (see :func:`substitute_censored`). Columns: analyte,
+    plate, reference_plate, n_samples, n_censored, median_log10, n_bridging, offset_log10.
+    """
+    rows = []
+    for analyte, g in df.groupby("analyte", sort=True):
+        plates = sorted(g["plate"].unique(), key=str)
+        sizes = g.groupby("plate")["sample_id"].nunique()
+        # default reference: the largest plate, ties to the first name
+        ref = reference if reference in plates else max(
+            plates, key=lambda p: (sizes[p], -plates.index(p)))
+        offsets, nbridge = _bridge_offsets(g, plates, ref)
+        for plate in plates:
+            gp = g[g["plate"] == plate]
+            rows.append({
+                "analyte": analyte, "plate": plate, "reference_plate": ref,
+                "n_samples": int(gp["sample_id"].nunique()),
+                "n_censored": int((gp["censor"] != "none").sum()),
+                "median_log10": float(gp["log10_value"].median()),
+                "n_bridging": nbridge.get(plate, 0),
+                "offset_log10": offsets.get(plate, np.nan),
+            })
+    return pd.DataFrame(rows)
+
+
+def _bridge_offsets(g, plates, ref):
+    """Offsets of each plate against ``ref`` via breadth-first search over bridging pairs."""
+    # censored readings carry no exact value: they do not bridge
+    obs = g[(g["censor"] == "none") & g["log10_value"].notna()]
+    wide = obs.pivot_table(index="sample_id", columns="plate", values="log10_value",
+                           aggfunc="mean")
+    pair = {}
+    for a in wide.columns:
+        for b in wide.columns:
+            if a != b:
+                diff = (wide[a] - wide[b]).dropna()
+                if len(diff):
+                    pair[(a, b)] = (float(diff.median()), len(diff))
+    offsets, nbridge = {ref: 0.0}, {}
+    frontier = [ref]
+    while frontier:
+        nxt = []
+        for a in frontier:
+            for p in plates:
+                if p not in offsets and (p, a) in pair:
+                    d, n = pair[(p, a)]
+                    offsets[p] = offsets[a] + d
+                    nbridge[p] = n
+                    nxt.append(p)
+        frontier = nxt
+    nbridge[ref] = int(max((n for (a, b), (_, n) in pair.items() if ref in (a, b)), default=0))
+    return offsets, nbridge
+
+
+def adjust_plates(df, effects, method="bridging"):
+    """Subtract plate offsets from log10_value ('bridging' offsets, or 'median' centring)."""
+    out = df.copy()
+    if method == "none":
+        out["plate_offset"] = 0.0
+        return out
+    eff = effects.set_index(["analyte", "plate"])
+    if method == "bridging":
+        off = eff["offset_log10"]
+    elif method == "median":
+        # only valid when plates are not confounded with visit (e.g. randomised layout)
+        ref_rows = effects[effects["plate"] == effects["reference_plate"]]
+        ref_median = ref_rows.set_index("analyte")["median_log10"]
+        ref = pd.Series(ref_median.reindex(eff.index.get_level_values("analyte")).to_numpy(),
+                        index=eff.index)
+        off = eff["median_log10"] - ref
+    else:
+        raise ValueError("plate adjustment must be 'none', 'bridging' or 'median'")
+    keys = list(zip(out["analyte"], out["plate"], strict=True))
+    shift = np.array([off.get(k, np.nan) for k in keys], dtype=float)
+    unbridged = np.isnan(shift)
+    if unbridged.any():
+        bad = sorted({f"{a}/{p}" for (a, p), u in zip(keys, unbridged, strict=True) if u})
+        log.warning("cytokines: no plate offset for %s; left unadjusted", ", ".join(bad))
+    shift[unbridged] = 0.0
+    out["plate_offset"] = shift
+    out["log10_value"] = out["log10_value"] - shift
+    return out
+
+
+def collapse_plates(df):
+    """One row per sample x analyte: mean log10 over plates (observed readings preferred)."""
+    rows = []
+    for _, g in df.groupby(["sample_id", "analyte"], sort=True):
+        if len(g) == 1:
+            rows.append(g.iloc[0])
+            continue
+        r = g.iloc[0].copy()
+        obs = g[(g["censor"] == "none") & g["log10_value"].notna()]
+        use = obs if len(obs) else g[g["log10_value"].notna()]
+        if len(use):
+            r["log10_value"] = use["log10_value"].mean()
+            r["value"] = use["value"].mean()
+            r["value_analysed"] = 10 ** r["log10_value"]
+            r["censor"] = "none" if len(obs) else use["censor"].iloc[0]
+        r["plate"] = ";".join(sorted(g["plate"].astype(str)))
+        rows.append(r)
+    return pd.DataFrame(rows).reset_index(drop=True)
+
+
+def model_table(values, samples, responders):
+    """Long table for rhlh.longitudinal: patient_id, visit, day, responder, feature, value."""
+    d = values.merge(samples[["sample_id", "patient_id", "visit", "day"]], on="sample_id",
+                     how="inner", validate="many_to_one")
+    resp = responders[["patient_id", "responder"]].copy()
+    resp["responder"] = resp["responder"].map(
+        {True: True, False: False, "True": True, "False": False})
+    d = d.merge(resp, on="patient_id", how="left")
+    d = d.rename(columns={"analyte": "feature"})
+    d["value"] = d["log10_value"]
+    return d[["sample_id", "patient_id", "visit", "day", "responder", "feature", "value",
+              "censor"]]
+
+
+def cytokine_signature_rmcorr(model_df, scores, min_patients=3):
+    """rmcorr of each analyte with each signature score (per method) across visits.
+
+    ``model_df`` from :func:`model_table`; ``scores`` has sample_id, signature, method, score.
+    Columns: analyte, signature, method, r, dof, pvalue, ci_low, ci_high, n, n_subjects, padj
+    (BH over all analyte x signature pairs of one method).
+    """
+    cyto = model_df[["sample_id", "patient_id", "feature", "value"]]
+    rows = []
+    for (sig, meth), s in scores.groupby(["signature", "method"], sort=True):
+        s = s[["sample_id", "score"]]
+        for analyte, c in cyto.groupby("feature", sort=True):
+            d = c.merge(s, on="sample_id", how="inner")
+            res = rmcorr(d, "value", "score")
+            if res["n_subjects"] < min_patients:
+                res.update(r=np.nan, pvalue=np.nan, ci_low=np.nan, ci_high=np.nan)
+            rows.append({"analyte": analyte, "signature": sig, "method": meth, **res})
+    out = pd.DataFrame(rows)
+    if out.empty:
+        return out
+    out["padj"] = np.nan
+    for _, idx in out.groupby("method").groups.items():
+        out.loc[idx, "padj"] = bh_adjust(out.loc[idx, "pvalue"].to_numpy())
+    return out
+
+
+def censored_normal_mean(log_values, censor):
+    """Tobit MLE (mean, sd) of log10 readings, left/right-censored at their limits.
+
+    Sensitivity analysis for substitution: ``log_values`` hold the reading or, for a censored
+    reading, log10 of its limit. Returns (nan, nan) with fewer than 3 observed readings.
+    """
+    from scipy import optimize, stats
+
+    y = np.asarray(log_values, dtype=float)
+    c = np.asarray(censor, dtype=object)
+    ok = np.isfinite(y)
+    y, c = y[ok], c[ok]
+    obs, left, right = y[c == "none"], y[c == "left"], y[c == "right"]
+    if len(obs) < 3:
+        return math.nan, math.nan
+
+    def nll(theta):
+        mu, sd = theta[0], math.exp(theta[1])
+        return -(stats.norm.logpdf(obs, mu, sd).sum() + stats.norm.logcdf(left, mu, sd).sum()
+                 + stats.norm.logsf(right, mu, sd).sum())
+
+    start = np.array([y.mean(), math.log(max(y.std(), 1e-3))])
+    res = optimize.minimize(nll, start, method="Nelder-Mead",
+                            options={"xatol": 1e-8, "fatol": 1e-10, "maxiter": 4000})
+    return float(res.x[0]), float(math.exp(res.x[1]))
+
+
+def tobit_visit_means(model_df, values, visits):
+    """Per analyte x visit x response group: substitution mean vs censored-normal (Tobit) mean.
+
+    ``model_df`` from :func:`model_table`; ``values`` the readings with ``value`` (limit of a
+    censored reading). Columns: analyte, visit, group, n, n_censored, mean_substituted,
+    mean_tobit, sd_tobit (log10 scale).
+    """
+    d = model_df.merge(values[["sample_id", "analyte", "value"]].rename(
+        columns={"analyte": "feature", "value": "raw"}), on=["sample_id", "feature"])
+    d["group"] = d["responder"].map({True: "responder", False: "non-responder"})
+    rows = []
+    for (analyte, visit, group), g in d.dropna(subset=["group"]).groupby(
+            ["feature", "visit", "group"], sort=True):
+        if visit not in visits:
+            continue
+        with np.errstate(divide="ignore"):
+            lim = np.log10(g["raw"].astype(float))
+        y = np.where(g["censor"] == "none", g["value"], lim)
+        mu, sd = censored_normal_mean(y, g["censor"].to_numpy())
+        rows.append({"analyte": analyte, "visit": visit, "group": group, "n": len(g),
+                     "n_censored": int((g["censor"] != "none").sum()),
+                     "mean_substituted": float(g["value"].mean()), "mean_tobit": mu,
+                     "sd_tobit": sd})
+    return pd.DataFrame(rows)

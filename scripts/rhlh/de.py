@@ -1,0 +1,631 @@
+"""Differential expression over visits: pydeseq2 fits, Wald tests per visit, DESeq2-style LRTs.
+
+What this module adds to pydeseq2 0.5.4 (which has Wald tests only):
+
+- Designs from hand-built model matrices (``rhlh.design``), passed to pydeseq2 as a DataFrame.
+- Likelihood-ratio tests exactly as DESeq2's ``nbinomLRT`` defines them: both models are
+  fitted with the dispersions of the full model, the statistic is twice the difference of the
+  negative-binomial log-likelihoods (full minus reduced), and the p-value is the chi-square
+  upper tail with df = rank(full) - rank(reduced). Cook's filtering and independent filtering
+  on baseMean follow ``DESeq2::results``.
+- Single wild counts: with one sample per patient x visit no design cell has 3 replicates, so
+  DESeq2's Cook's filter never fires. ``detect_outlier_counts`` instead compares each count
+  with a robust expectation from the rest of the gene's patient x visit table (median polish
+  of log normalised counts, a leave-the-outlier-out fit in effect), and flagged counts are
+  replaced by that expected count before dispersions and coefficients are fitted (DESeq2's
+  remedy for replaceable outliers; size factors are kept from the original counts). Genes with
+  a replaced count are marked in ``outlier_replaced``.
+- One dispersion fit per design serves all its Wald tests and LRTs.
+
+Visit rule (``select_samples``): samples of visits seen in fewer than ``min_patients_per_visit``
+patients are dropped (a visit effect estimated from one or two patients is one or two
+patients' noise), then, when ``patient_id`` is in the design, patients left with a single
+sample are dropped (their patient coefficient fits them exactly: they carry no within-patient
+information). Both rules are repeated until stable and every dropped sample is returned with
+its reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from scipy.special import gammaln
+from scipy.stats import chi2, false_discovery_control, nbinom
+
+from rhlh.design import (
+    Contrast,
+    Design,
+    DesignSpec,
+    build_design,
+    contrast_vector,
+    is_nested,
+    parse_formula,
+)
+from rhlh.errors import InputError
+
+LOG = logging.getLogger("rhlh")
+LN2 = np.log(2.0)
+OUTLIER_COLUMNS = ["gene_id", "sample_id", "count", "expected", "score"]
+
+
+@dataclass
+class DEFit:
+    """A fitted pydeseq2 dataset for one design, with the design and bookkeeping."""
+
+    dds: object  # pydeseq2.dds.DeseqDataSet
+    design: Design
+    samples: pd.DataFrame  # indexed by sample_id, in the order of dds rows
+    levels: dict | None
+    reference: dict | None
+    outliers: pd.DataFrame
+    n_cpus: int = 1
+    messages: list[str] = field(default_factory=list)
+
+    @property
+    def gene_ids(self) -> pd.Index:
+        """Gene identifiers, in output order."""
+        return pd.Index(self.dds.var_names, name="gene_id")
+
+
+@dataclass
+class DEResult:
+    """All tables of one design: Wald tests by contrast id, LRTs by test id, and logs."""
+
+    design: Design
+    wald: dict[str, pd.DataFrame]
+    lrt: dict[str, pd.DataFrame]
+    outliers: pd.DataFrame
+    dropped_samples: pd.DataFrame
+    messages: list[str]
+
+
+def _as_sample_index(samples: pd.DataFrame) -> pd.DataFrame:
+    if "sample_id" in samples.columns:
+        samples = samples.set_index("sample_id", drop=False)
+    samples.index = samples.index.map(str)
+    samples.index.name = "sample_id"
+    return samples
+
+
+def select_samples(
+    samples: pd.DataFrame,
+    formulas,
+    exclude_samples=(),
+    visit_col="visit",
+    patient_col="patient_id",
+    min_patients_per_visit=3,
+    baseline=None,
+):
+    """Apply exclusions and the visit/patient rules; return (kept samples, dropped table)."""
+    samples = _as_sample_index(samples.copy())
+    used = set()
+    for f in formulas:
+        for t in parse_formula(f, samples.columns):
+            used.update(t.columns)
+    dropped = []
+
+    def drop(mask, reason):
+        nonlocal samples
+        for sid in samples.index[mask]:
+            dropped.append({"sample_id": sid, "reason": reason})
+        samples = samples[~mask]
+
+    excl = set(map(str, exclude_samples))
+    unknown = sorted(excl - set(samples.index))
+    if unknown:
+        LOG.warning("exclude_samples lists samples not in the table: %s", ", ".join(unknown))
+    drop(samples.index.isin(excl), "excluded in the design config")
+    for col in sorted(used):
+        s = samples[col]
+        drop((s.isna() | (s.map(str).str.strip() == "")).to_numpy(), f"missing value of {col}")
+    while True:
+        before = len(samples)
+        if visit_col in used and patient_col in samples.columns:
+            n_pat = samples.groupby(visit_col, observed=True)[patient_col].nunique()
+            few = n_pat[n_pat < min_patients_per_visit]
+            for visit, n in few.items():
+                if baseline is not None and str(visit) == str(baseline):
+                    raise InputError(
+                        "samples",
+                        f"baseline visit {baseline} has samples of only {n} "
+                        f"patient(s) (min_patients_per_visit={min_patients_per_visit})",
+                        column=visit_col,
+                        value=str(visit),
+                    )
+                drop(
+                    (samples[visit_col] == visit).to_numpy(),
+                    f"visit {visit} observed in {n} patient(s) "
+                    f"(< min_patients_per_visit={min_patients_per_visit})",
+                )
+        if patient_col in used:
+            n_s = samples.groupby(patient_col)[patient_col].transform("size")
+            drop((n_s < 2).to_numpy(), f"only sample of its {patient_col} left in the design")
+        if len(samples) == before:
+            break
+    return samples, pd.DataFrame(dropped, columns=["sample_id", "reason"])
+
+
+def _median_polish(values, row_groups, col_groups, n_iter=10):
+    resid = values.copy()
+    for _ in range(n_iter):
+        for groups in (row_groups, col_groups):
+            for idx in groups:
+                resid[idx] -= np.median(resid[idx], axis=0)
+    return resid
+
+
+def detect_outlier_counts(
+    counts: pd.DataFrame,
+    samples: pd.DataFrame,
+    size_factors,
+    score_threshold: float = 10.0,
+    min_difference: float = 10.0,
+    min_dispersion: float = 1e-3,
+    visit_col="visit",
+    patient_col="patient_id",
+    min_per_group: int = 3,
+    prescreen: float = 5.0,
+) -> pd.DataFrame:
+    """Flag single wild counts along patients' trajectories (columns gene_id..score).
+
+    ``counts`` is genes x samples. Per gene, log(count / size factor + 0.5) is split by
+    median polish into patient + visit effects, which a single count cannot move, giving each
+    count a robust expected value. A per-gene dispersion is the negative-binomial maximum
+    likelihood (on a grid, at least ``min_dispersion``) given those expectations, refitted
+    without the counts beyond ``prescreen``. ``score`` is the signed -log10 NB tail
+    probability of the count (positive: too high). A count is flagged when
+    |score| > ``score_threshold`` and it differs from the expected count by at least
+    ``min_difference`` reads. Only samples of patients with >= ``min_per_group`` samples at
+    visits with >= ``min_per_group`` such patients are examined: with fewer, no robust
+    expectation exists.
+    """
+    samples = _as_sample_index(samples.copy())
+    sf = pd.Series(np.asarray(size_factors, dtype=float), index=samples.index)
+    ok = pd.Series(True, index=samples.index)
+    while True:
+        sub = samples[ok]
+        n_pat = sub.groupby(patient_col)[patient_col].transform("size")
+        n_vis = sub.groupby(visit_col, observed=True)[patient_col].transform("nunique")
+        bad = (n_pat < min_per_group) | (n_vis < min_per_group)
+        if not bad.any():
+            break
+        ok[bad[bad].index] = False
+    sub = samples[ok]
+    if sub.empty:
+        return pd.DataFrame(columns=OUTLIER_COLUMNS)
+    y = counts[sub.index].to_numpy(dtype=float).T  # samples x genes
+    s = sf[sub.index].to_numpy()[:, None]
+    logn = np.log(y / s + 0.5)
+    rows = [np.flatnonzero((sub[patient_col] == p).to_numpy()) for p in sub[patient_col].unique()]
+    cols = [np.flatnonzero((sub[visit_col] == v).to_numpy()) for v in sub[visit_col].unique()]
+    resid = _median_polish(logn, rows, cols)
+    expected = s * np.maximum(np.exp(logn - resid) - 0.5, 0.0)
+    mu = np.maximum(expected, 0.5)
+    n, n_par = len(sub), len(rows) + len(cols) - 1
+    up = resid > 0
+    grid = np.logspace(-3, 1.5, 46)
+    keep = np.ones_like(y, dtype=bool)
+    for _ in range(2):
+        # per-gene dispersion: NB maximum likelihood on a grid given the robust means, scaled
+        # up for the degrees of freedom the polish used; the second pass leaves out the
+        # counts the first pass found extreme, so that they do not inflate it
+        ll = np.stack([np.where(keep, _nb_loglik(y, mu, a), 0.0).sum(axis=0) for a in grid])
+        alpha = np.maximum(grid[np.argmax(ll, axis=0)] * n / max(n - n_par, 1), min_dispersion)
+        size = 1.0 / alpha[None, :]
+        prob = size / (size + mu)
+        log_tail = np.where(up, nbinom.logsf(y - 1, size, prob), nbinom.logcdf(y, size, prob))
+        # signed -log10 tail probability of the count given the robust expectation
+        score = np.where(up, 1.0, -1.0) * (-log_tail / np.log(10.0))
+        keep = np.abs(score) <= prescreen
+    hit = (np.abs(score) > score_threshold) & (np.abs(y - expected) >= min_difference)
+    si, gi = np.nonzero(hit)
+    out = pd.DataFrame(
+        {
+            "gene_id": counts.index.to_numpy()[gi].astype(str),
+            "sample_id": sub.index.to_numpy()[si],
+            "count": y[si, gi].astype(np.int64),
+            "expected": expected[si, gi],
+            "score": score[si, gi],
+        }
+    )
+    return out.sort_values(["gene_id", "sample_id"]).reset_index(drop=True)
+
+
+def fit_design(
+    counts: pd.DataFrame,
+    samples: pd.DataFrame,
+    formula: str,
+    *,
+    levels=None,
+    reference=None,
+    n_cpus: int = 1,
+    outlier_handling: bool = True,
+    outlier_score: float = 10.0,
+    visit_col="visit",
+    patient_col="patient_id",
+    source="config",
+) -> DEFit:
+    """Fit size factors, dispersions and coefficients of ``formula`` (counts: genes x samples)."""
+    from pydeseq2.dds import DeseqDataSet
+
+    samples = _as_sample_index(samples.copy())
+    missing = [s for s in samples.index if s not in counts.columns]
+    if missing:
+        raise InputError("counts", "sample of the design has no counts column", column=missing[0])
+    design = build_design(samples, formula, levels=levels, reference=reference, source=source)
+    for m in design.messages:
+        LOG.info(m)
+    if len(samples) <= design.rank:
+        raise InputError(
+            source,
+            f"design {formula} has {design.rank} coefficients for "
+            f"{len(samples)} samples: no residual degrees of freedom",
+        )
+    x = counts[samples.index].T
+    x.index = samples.index
+    x.columns = x.columns.map(str)
+    obs = pd.DataFrame(index=samples.index)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=UserWarning, module="anndata")
+        dds = DeseqDataSet(
+            counts=x,
+            metadata=obs,
+            design=design.matrix,
+            n_cpus=n_cpus,
+            quiet=True,
+            refit_cooks=True,
+        )
+    dds.fit_size_factors()
+    outliers = pd.DataFrame(columns=[*OUTLIER_COLUMNS, "replaced"])
+    messages = list(design.messages)
+    if visit_col in samples.columns and patient_col in samples.columns:
+        outliers = detect_outlier_counts(
+            counts[samples.index],
+            samples,
+            dds.obs["size_factors"].to_numpy(),
+            score_threshold=outlier_score,
+            visit_col=visit_col,
+            patient_col=patient_col,
+        )
+        outliers["replaced"] = bool(outlier_handling)
+        if len(outliers):
+            messages.append(
+                f"{formula}: {len(outliers)} outlier count(s) in {outliers.gene_id.nunique()} "
+                f"gene(s); {'replaced by their expected counts' if outlier_handling else 'kept'}"
+            )
+            LOG.info(messages[-1])
+    if outlier_handling and len(outliers):
+        gpos = dds.var_names.get_indexer(outliers["gene_id"])
+        spos = dds.obs_names.get_indexer(outliers["sample_id"])
+        xx = np.array(dds.X, copy=True)
+        xx[spos, gpos] = np.round(outliers["expected"].to_numpy()).astype(xx.dtype)
+        dds.X = xx
+        dds.layers["normed_counts"] = xx / dds.obs["size_factors"].to_numpy()[:, None]
+        dds.var["_normed_means"] = dds.layers["normed_counts"].mean(axis=0)
+    dds.var["outlier_replaced"] = (
+        dds.var_names.isin(outliers["gene_id"]) if outlier_handling else False
+    )
+    # the rest of DeseqDataSet.deseq2(), keeping the size factors of the original counts
+    dds.fit_genewise_dispersions()
+    dds.fit_dispersion_trend()
+    dds.fit_dispersion_prior()
+    dds.fit_MAP_dispersions()
+    dds.fit_LFC()
+    dds.calculate_cooks()
+    if dds.refit_cooks:
+        dds.refit()
+    dds.cooks_outlier()
+    return DEFit(
+        dds=dds,
+        design=design,
+        samples=samples,
+        levels=levels,
+        reference=reference,
+        outliers=outliers,
+        n_cpus=n_cpus,
+        messages=messages,
+    )
+
+
+def independent_filter(base_mean, pvalues, alpha: float = 0.05) -> np.ndarray:
+    """BH-adjusted p-values after DESeq2's independent filtering on baseMean."""
+    from pydeseq2.utils import lowess
+
+    base_mean = np.asarray(base_mean, dtype=float)
+    p = np.asarray(pvalues, dtype=float)
+    lower = np.mean(base_mean == 0)
+    upper = 0.95 if lower < 0.95 else 1.0
+    theta = np.linspace(lower, upper, 50)
+    cutoffs = np.quantile(base_mean, theta)
+    result = np.full((len(p), len(theta)), np.nan)
+    for i, cut in enumerate(cutoffs):
+        use = (base_mean >= cut) & ~np.isnan(p)
+        if use.any():
+            result[use, i] = false_discovery_control(p[use], method="bh")
+    num_rej = (result < alpha).sum(axis=0)
+    fit = lowess(theta, num_rej, frac=1 / 5)
+    j = 0
+    if num_rej.max() > 10:
+        resid = num_rej[num_rej > 0] - fit[num_rej > 0]
+        thresh = fit.max() - np.sqrt(np.mean(resid**2))
+        above = np.flatnonzero(num_rej > thresh)
+        j = int(above[0]) if len(above) else 0
+    return result[:, j]
+
+
+def _resolve_contrast(fit: DEFit, contrast):
+    cols = list(fit.design.matrix.columns)
+    if isinstance(contrast, Contrast):
+        if contrast.weights is not None:
+            unknown = [c for c in contrast.weights if c not in cols]
+            if unknown:
+                raise ValueError(
+                    f"contrast {contrast.id}: '{unknown[0]}' is not an estimable "
+                    f"column of {fit.design.formula} ({', '.join(cols)})"
+                )
+            return np.array([contrast.weights.get(c, 0.0) for c in cols])
+        return contrast_vector(fit.design, contrast.factor, contrast.level, contrast.ref)
+    if isinstance(contrast, tuple | list) and len(contrast) == 3:
+        return contrast_vector(fit.design, *map(str, contrast))
+    if isinstance(contrast, str):
+        if contrast not in cols:
+            raise ValueError(f"'{contrast}' is not an estimable column of {fit.design.formula}")
+        return (np.array(cols) == contrast).astype(float)
+    vec = np.asarray(contrast, dtype=float)
+    if vec.shape != (len(cols),):
+        raise ValueError(f"contrast vector needs {len(cols)} weights")
+    return vec
+
+
+def _annotate(table: pd.DataFrame, fit: DEFit, gene_names=None) -> pd.DataFrame:
+    table = table.copy()
+    table.insert(0, "gene_id", fit.gene_ids.to_numpy())
+    names = pd.Series("", index=fit.gene_ids)
+    if gene_names is not None:
+        names = pd.Series(gene_names).reindex(fit.gene_ids).fillna("").astype(str)
+    table.insert(1, "gene_name", names.to_numpy())
+    table["outlier_replaced"] = fit.dds.var["outlier_replaced"].to_numpy().astype(bool)
+    return table.reset_index(drop=True)
+
+
+def wald_test(
+    fit: DEFit,
+    contrast,
+    alpha: float = 0.05,
+    shrink: bool = False,
+    gene_names=None,
+    cooks_filter: bool = True,
+    independent_filter: bool = True,
+) -> pd.DataFrame:
+    """DESeq2 Wald test of a contrast (factor/level/ref, column name, Contrast or vector)."""
+    from pydeseq2.ds import DeseqStats
+
+    vec = _resolve_contrast(fit, contrast)
+    ds = DeseqStats(
+        fit.dds,
+        contrast=vec,
+        alpha=alpha,
+        cooks_filter=cooks_filter,
+        independent_filter=independent_filter,
+        quiet=True,
+        n_cpus=fit.n_cpus,
+    )
+    ds.summary()
+    res = ds.results_df[["baseMean", "log2FoldChange", "lfcSE", "stat", "pvalue", "padj"]]
+    res = res.copy()
+    if shrink:
+        res["log2FoldChange_shrunk"] = np.nan
+        res["lfcSE_shrunk"] = np.nan
+        single = np.flatnonzero(vec)
+        if len(single) == 1 and vec[single[0]] == 1.0:
+            coeff = fit.design.matrix.columns[single[0]]
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                ds.lfc_shrink(coeff=coeff)
+            res["log2FoldChange_shrunk"] = ds.LFC[coeff].to_numpy() / LN2
+            res["lfcSE_shrunk"] = ds.SE.to_numpy() / LN2
+        else:
+            # apeglm shrinks one coefficient; a difference of coefficients has no prior here
+            LOG.info("no LFC shrinkage for a contrast that is not a single coefficient")
+    return _annotate(res, fit, gene_names)
+
+
+def _nb_loglik(y, mu, disp):
+    r = 1.0 / disp
+    return (
+        gammaln(y + r)
+        - gammaln(r)
+        - gammaln(y + 1.0)
+        + r * np.log(r / (r + mu))
+        + y * np.log(mu / (r + mu))
+    )
+
+
+def lrt(
+    fit: DEFit,
+    reduced_formula: str,
+    alpha: float = 0.05,
+    gene_names=None,
+    cooks_filter: bool = True,
+    independent_filtering: bool = True,
+    source="config",
+) -> pd.DataFrame:
+    """DESeq2 likelihood-ratio test of the fitted design against ``reduced_formula``."""
+    dds = fit.dds
+    reduced = build_design(
+        fit.samples, reduced_formula, levels=fit.levels, reference=fit.reference, source=source
+    )
+    for m in reduced.messages:
+        LOG.info(m)
+    if not is_nested(fit.design, reduced):
+        raise InputError(
+            source, f"reduced design {reduced_formula} is not nested in {fit.design.formula}"
+        )
+    df = fit.design.rank - reduced.rank
+    if df <= 0:
+        raise InputError(
+            source,
+            f"reduced design {reduced_formula} has as many estimable "
+            f"columns as {fit.design.formula}: nothing to test",
+        )
+    y = np.array(dds.X, dtype=float)
+    if "refitted" in dds.var and dds.var["refitted"].any():
+        # DESeq2 tests refitted genes on their outlier-replaced counts
+        cols = dds.var_names.get_indexer(dds.counts_to_refit.var_names)
+        y[:, cols] = dds.counts_to_refit.X
+    nz = dds.non_zero_idx
+    sf = dds.obs["size_factors"].to_numpy()
+    disp = dds.var["dispersions"].to_numpy()[nz]
+    beta = dds.varm["LFC"].to_numpy()[nz]
+    mu_full = sf[:, None] * np.exp(fit.design.matrix.to_numpy() @ beta.T)
+    _, mu_red, _, _ = dds.inference.irls(
+        counts=y[:, nz],
+        size_factors=sf,
+        design_matrix=reduced.matrix.to_numpy(),
+        disp=disp,
+        min_mu=dds.min_mu,
+        beta_tol=dds.beta_tol,
+    )
+    yy = y[:, nz]
+    stat = np.full(dds.n_vars, np.nan)
+    stat[nz] = 2.0 * (
+        _nb_loglik(yy, mu_full, disp[None, :]).sum(axis=0)
+        - _nb_loglik(yy, mu_red, disp[None, :]).sum(axis=0)
+    )
+    pvalue = chi2.sf(stat, df)
+    if getattr(dds, "new_all_zeroes_genes", None) is not None and len(dds.new_all_zeroes_genes):
+        pos = dds.var_names.get_indexer(dds.new_all_zeroes_genes)
+        stat[pos], pvalue[pos] = 0.0, 1.0
+    if cooks_filter:
+        pvalue[dds.cooks_outlier().to_numpy()] = np.nan
+    base_mean = dds.var["_normed_means"].to_numpy()
+    if independent_filtering:
+        padj = independent_filter(base_mean, pvalue, alpha)
+    else:
+        padj = np.full(len(pvalue), np.nan)
+        ok = ~np.isnan(pvalue)
+        padj[ok] = false_discovery_control(pvalue[ok], method="bh")
+    table = pd.DataFrame(
+        {"baseMean": base_mean, "stat": stat, "df": df, "pvalue": pvalue, "padj": padj}
+    )
+    return _annotate(table, fit, gene_names)
+
+
+def mark_signature_genes(table: pd.DataFrame, gene_sets) -> pd.DataFrame:
+    """Add ``signature_genes``: comma-joined names of the gene sets holding each gene."""
+    table = table.copy()
+    member: dict[str, set[str]] = {}
+    for name, genes in (gene_sets or {}).items():
+        for g in genes:
+            member.setdefault(str(g).upper(), set()).add(str(name))
+    keys = [table["gene_id"].astype(str)]
+    if "gene_name" in table:
+        keys.append(table["gene_name"].fillna("").astype(str))
+
+    def sets_of(i):
+        found = set()
+        for k in keys:
+            found |= member.get(k.iat[i].upper(), set())
+        return ",".join(sorted(found))
+
+    table["signature_genes"] = [sets_of(i) for i in range(len(table))]
+    return table
+
+
+def run_design(
+    counts: pd.DataFrame,
+    samples: pd.DataFrame,
+    spec: DesignSpec,
+    *,
+    levels=None,
+    reference=None,
+    baseline=None,
+    gene_names=None,
+    gene_sets=None,
+    alpha: float = 0.05,
+    shrink: bool = True,
+    outlier_handling: bool = True,
+    outlier_score: float = 10.0,
+    min_patients_per_visit: int = 3,
+    n_cpus: int = 1,
+    visit_col="visit",
+    patient_col="patient_id",
+    source="config",
+) -> DEResult:
+    """Select samples, fit once, then run every Wald contrast and LRT of one design spec."""
+    formulas = [spec.formula, *spec.reduced.values()]
+    kept, dropped = select_samples(
+        samples,
+        formulas,
+        spec.exclude_samples,
+        visit_col,
+        patient_col,
+        min_patients_per_visit,
+        baseline,
+    )
+    messages = [f"design {spec.id}: {len(kept)} samples kept, {len(dropped)} dropped"]
+    for reason, grp in dropped.groupby("reason", sort=True):
+        messages.append(f"design {spec.id}: dropped {', '.join(grp.sample_id)}: {reason}")
+    fit = fit_design(
+        counts,
+        kept,
+        spec.formula,
+        levels=levels,
+        reference=reference,
+        n_cpus=n_cpus,
+        outlier_handling=outlier_handling,
+        outlier_score=outlier_score,
+        visit_col=visit_col,
+        patient_col=patient_col,
+        source=source,
+    )
+    for m in messages:
+        LOG.info(m)
+    messages += fit.messages  # fit_design has logged its own
+    own = len(messages)
+    wald = {}
+    for c in spec.contrasts:
+        todo = []
+        if isinstance(c, str):
+            if c not in fit.design.levels:
+                raise InputError(
+                    source,
+                    f"design {spec.id}: contrast factor '{c}' is not a "
+                    "categorical term of the formula",
+                    column="contrasts",
+                    value=c,
+                )
+            ref = fit.design.references[c]
+            todo = [
+                Contrast(f"{lv}_vs_{ref}", c, lv, ref)
+                for lv in fit.design.levels[c][1:]
+                if (c, lv) in fit.design.factor_columns
+            ]
+        else:
+            todo = [c]
+        for con in todo:
+            try:
+                tab = wald_test(fit, con, alpha=alpha, shrink=shrink, gene_names=gene_names)
+            except ValueError as exc:
+                messages.append(f"design {spec.id}: contrast {con.id} skipped: {exc}")
+                continue
+            wald[con.id] = mark_signature_genes(tab, gene_sets)
+    tests = {}
+    for tid, rf in spec.reduced.items():
+        tests[tid] = mark_signature_genes(
+            lrt(fit, rf, alpha=alpha, gene_names=gene_names, source=source), gene_sets
+        )
+    for m in messages[own:]:
+        LOG.info(m)
+    return DEResult(
+        design=fit.design,
+        wald=wald,
+        lrt=tests,
+        outliers=fit.outliers,
+        dropped_samples=dropped,
+        messages=messages,
+    )

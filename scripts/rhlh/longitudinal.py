@@ -1,0 +1,469 @@
+"""Longitudinal models shared by the cytokine and signature stages.
+
+Input is a long table with one row per patient x visit x feature: columns ``patient_id``,
+``visit``, ``responder`` (bool, or missing when unknown), ``feature`` and a value column that
+is already on the analysis scale (log10 concentration, signature score, ...).
+
+Model, per feature (statsmodels MixedLM, random intercept per patient)::
+
+    value ~ group + group:visit + (1 | patient_id)
+
+i.e. ``value ~ visit * responder`` re-parameterised so that each coefficient of ``group:visit``
+is directly the change from baseline at that visit within that response group (REML fit).
+
+Inference. All contrasts are within-patient, so tests use t / F reference distributions with
+the "between-within" denominator df (observations minus the rank of [fixed effects, patient
+dummies], as SAS DDFM=BW); with 10-20 patients the plain Wald z and the ML likelihood-ratio
+chi-square are anti-conservative (about 7% rejections at 5% in our null simulations).
+
+* ``visit_vs_baseline`` rows: coefficient, Wald SE, t-based 95% CI and p-value.
+* ``interaction`` row (``interaction_test="wald_f"``, default): joint Wald F test that every
+  post-baseline visit effect estimable in both groups is equal between responders and
+  non-responders. ``interaction_test="lrt"`` instead compares ML fits of the full model and of
+  ``value ~ group + visit + (1 | patient_id)`` (REML likelihoods are not comparable when the
+  fixed effects differ). Its ``estimate`` is the mean over those visits of (responder change -
+  non-responder change), negative when responders fall more.
+* Group ``all`` rows come from ``value ~ visit + (1 | patient_id)`` on every patient
+  (responders, non-responders and unknown response alike).
+* ``boot_ci_low/high``: percentile interval over patient-level bootstrap refits (patients
+  resampled with replacement within response group, seeded per feature); NaN when fewer than
+  half of the refits converged (``n_boot_ok`` says how many did).
+* ``converged`` is False when the optimiser did not converge or the covariance of the fixed
+  effects is not usable; such rows keep their numbers but get no ``padj`` and are not counted
+  in the Benjamini-Hochberg correction (across features, within term x group x visit).
+* Cells (group x visit) with fewer than ``min_patients`` patients are left out of the model.
+"""
+
+from __future__ import annotations
+
+import logging
+import zlib
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+log = logging.getLogger("rhlh")
+
+RESULT_COLUMNS = [
+    "feature", "term", "group", "visit", "estimate", "se", "ci_low", "ci_high",
+    "boot_ci_low", "boot_ci_high", "pvalue", "padj", "n_patients", "n_obs", "converged",
+    "method", "n_boot_ok",
+]
+GROUPS = ("responder", "non-responder")
+
+
+def change_from_baseline(df, value_col, feature_col, baseline="D0", subject="patient_id"):
+    """Add ``baseline_value`` and ``change`` (value minus the same patient's baseline value)."""
+    for col in (subject, "visit", value_col, feature_col):
+        if col not in df.columns:
+            raise KeyError(f"change_from_baseline: column '{col}' missing")
+    base = df.loc[df["visit"] == baseline, [subject, feature_col, value_col]]
+    dup = base.duplicated([subject, feature_col], keep=False)
+    if dup.any():
+        first = base.loc[dup].iloc[0]
+        raise ValueError(
+            f"change_from_baseline: several {baseline} values for patient "
+            f"{first[subject]!r}, feature {first[feature_col]!r}"
+        )
+    base = base.rename(columns={value_col: "baseline_value"})
+    out = df.merge(base, on=[subject, feature_col], how="left", validate="many_to_one")
+    out.index = df.index
+    out["change"] = out[value_col] - out["baseline_value"]
+    return out
+
+
+def rmcorr(df, x, y, subject="patient_id", ci=0.95):
+    """Repeated-measures correlation (Bakdash & Marusich 2017): dict(r, dof, pvalue, CI, n)."""
+    d = df[[subject, x, y]].dropna()
+    d = d[np.isfinite(d[x].astype(float)) & np.isfinite(d[y].astype(float))]
+    # a subject seen once adds one observation and one parameter: no information, drop it
+    counts = d.groupby(subject)[x].transform("size")
+    d = d[counts >= 2]
+    n = len(d)
+    k = d[subject].nunique()
+    dof = n - k - 1
+    out = {"r": np.nan, "dof": int(max(dof, 0)), "pvalue": np.nan, "ci_low": np.nan,
+           "ci_high": np.nan, "n": int(n), "n_subjects": int(k)}
+    if dof < 2:
+        return out
+    # ANCOVA y ~ subject + x: the slope of x and its sums of squares only use within-subject
+    # deviations, so centring each subject on its own means gives the same fit
+    xc = d[x].astype(float) - d.groupby(subject)[x].transform("mean").astype(float)
+    yc = d[y].astype(float) - d.groupby(subject)[y].transform("mean").astype(float)
+    sxx = float((xc * xc).sum())
+    syy = float((yc * yc).sum())
+    sxy = float((xc * yc).sum())
+    if sxx <= 0 or syy <= 0:
+        return out
+    ss_value = sxy * sxy / sxx
+    ss_resid = max(syy - ss_value, 0.0)
+    r = np.sign(sxy) * np.sqrt(ss_value / (ss_value + ss_resid))
+    r = float(np.clip(r, -1.0, 1.0))
+    if abs(r) < 1:
+        t = r * np.sqrt(dof / (1 - r * r))
+        p = float(2 * stats.t.sf(abs(t), dof))
+    else:
+        p = 0.0
+    out.update(r=r, pvalue=p)
+    if dof > 1 and abs(r) < 1:
+        # Fisher z with the ANCOVA error df in place of n - 2 (as the rmcorr R package)
+        z = np.arctanh(r)
+        half = stats.norm.ppf(0.5 + ci / 2) / np.sqrt(dof - 1)
+        out.update(ci_low=float(np.tanh(z - half)), ci_high=float(np.tanh(z + half)))
+    return out
+
+
+def bh_adjust(p):
+    """Benjamini-Hochberg adjusted p-values; NaN stays NaN and is not counted."""
+    p = np.asarray(p, dtype=float)
+    out = np.full(p.shape, np.nan)
+    ok = np.isfinite(p)
+    m = int(ok.sum())
+    if m == 0:
+        return out
+    pv = p[ok]
+    order = np.argsort(pv)
+    ranked = pv[order] * m / np.arange(1, m + 1)
+    ranked = np.minimum.accumulate(ranked[::-1])[::-1]
+    adj = np.empty(m)
+    adj[order] = np.minimum(ranked, 1.0)
+    out[ok] = adj
+    return out
+
+
+def _group_label(flag):
+    if flag is None or (isinstance(flag, float) and np.isnan(flag)) or flag is pd.NA:
+        return None
+    if flag is True or flag == "True" or flag == 1:
+        return "responder"
+    if flag is False or flag == "False" or flag == 0:
+        return "non-responder"
+    return None
+
+
+class _PatientStats:
+    """Per-patient sufficient statistics of a random-intercept model (X, y grouped by patient).
+
+    With V_i = s2 (I + lam J) the GLS cross-products only need, per patient, X_i'X_i, X_i'y_i,
+    y_i'y_i, the column sums s_i = X_i'1, the sum t_i = 1'y_i and n_i; a patient-level
+    bootstrap then just reweights patients (a patient drawn twice counts twice).
+    """
+
+    def __init__(self, y, X, groups):
+        codes, _ = pd.factorize(pd.Series(groups), sort=False)
+        g = codes.max() + 1
+        self.n = np.bincount(codes, minlength=g).astype(float)
+        onehot = np.zeros((g, len(y)))
+        onehot[codes, np.arange(len(y))] = 1.0
+        self.S = onehot @ X  # g x p column sums
+        self.t = onehot @ y  # g
+        self.XtX_g = np.stack([X[codes == k].T @ X[codes == k] for k in range(g)])
+        self.Xty_g = np.stack([X[codes == k].T @ y[codes == k] for k in range(g)])
+        self.yty_g = np.array([y[codes == k] @ y[codes == k] for k in range(g)])
+        self.p = X.shape[1]
+
+    def fit(self, weights=None, reml=True):
+        """REML/ML estimates; returns (params, cov, llf, converged)."""
+        c = np.ones(len(self.n)) if weights is None else np.asarray(weights, float)
+        XtX = np.tensordot(c, self.XtX_g, axes=1)
+        Xty = c @ self.Xty_g
+        yty = c @ self.yty_g
+        N = c @ self.n
+        p = self.p
+        dof = N - p if reml else N
+        if dof <= 0:
+            return None, None, np.nan, False
+
+        def parts(lam):
+            w = c * lam / (1.0 + self.n * lam)
+            A = XtX - (self.S * w[:, None]).T @ self.S
+            b = Xty - (self.S * w[:, None]).T @ self.t
+            rss = yty - (w * self.t) @ self.t
+            try:
+                L = np.linalg.cholesky(A)
+            except np.linalg.LinAlgError:
+                return None
+            beta = np.linalg.solve(A, b)
+            rss = rss - b @ beta
+            logdet_v = c @ np.log1p(self.n * lam)
+            return A, beta, max(rss, 1e-300), logdet_v, 2.0 * np.log(np.diag(L)).sum()
+
+        def neg_ll(theta):
+            out = parts(np.exp(theta))
+            if out is None:
+                return np.inf
+            _, _, rss, logdet_v, logdet_a = out
+            val = dof * np.log(rss / dof) + logdet_v + (logdet_a if reml else 0.0)
+            return 0.5 * val
+
+        from scipy.optimize import minimize_scalar
+
+        opt = minimize_scalar(neg_ll, bounds=(-18.0, 12.0), method="bounded",
+                              options={"xatol": 1e-10})
+        theta = float(opt.x)
+        # the variance of the random intercept may sit on its boundary (lam -> 0)
+        if neg_ll(-18.0) <= opt.fun:
+            theta = -18.0
+        out = parts(np.exp(theta))
+        if out is None:
+            return None, None, np.nan, False
+        A, beta, rss, logdet_v, logdet_a = out
+        s2 = rss / dof
+        cov = s2 * np.linalg.inv(A)
+        llf = -0.5 * (dof * np.log(2 * np.pi * s2) + logdet_v + dof
+                      + (logdet_a if reml else 0.0))
+        diag = np.diag(cov)
+        ok = bool(opt.success or theta == -18.0) and np.all(np.isfinite(beta)) and np.all(diag > 0)
+        return beta, cov, float(llf), ok
+
+
+def _fit(y, X, groups, reml):
+    """Fit one random-intercept linear mixed model; returns (params, cov, llf, converged).
+
+    Exact REML (or ML) by profiling the variance ratio lam = s2_patient / s2_residual in one
+    dimension (bounded Brent search), which gives statsmodels MixedLM's optimum at a fraction
+    of its cost and never fails on the boundary lam = 0.
+    """
+    return _PatientStats(np.asarray(y, float), np.asarray(X, float), groups).fit(reml=reml)
+
+
+def _cells(sub, visits, baseline, min_patients, by_group):
+    """Which (group, visit) cells have enough patients to be modelled."""
+    keys = ["group", "visit"] if by_group else ["visit"]
+    npat = sub.groupby(keys, observed=True)["patient_id"].nunique()
+    keep = {}
+    groups = GROUPS if by_group else ("all",)
+    for g in groups:
+        def n_of(v, g=g):
+            return int(npat.get((g, v) if by_group else v, 0))
+
+        if n_of(baseline) < min_patients:
+            continue
+        keep[g] = [v for v in visits if v != baseline and n_of(v) >= min_patients]
+    return keep
+
+
+def _design(sub, keep, by_group, shared_visits=False):
+    """Fixed-effect design: one intercept per group, one column per (group, post-baseline visit)."""
+    cols, names = [], []
+    g = sub["group"].to_numpy() if by_group else np.full(len(sub), "all")
+    v = sub["visit"].to_numpy()
+    for grp in keep:
+        cols.append((g == grp).astype(float))
+        names.append(("intercept", grp, None))
+    if shared_visits:
+        vis = list(dict.fromkeys(vv for lst in keep.values() for vv in lst))
+        for vv in vis:
+            cols.append((v == vv).astype(float))
+            names.append(("visit", "shared", vv))
+    else:
+        for grp, lst in keep.items():
+            for vv in lst:
+                cols.append(((g == grp) & (v == vv)).astype(float))
+                names.append(("visit", grp, vv))
+    return np.column_stack(cols), names
+
+
+def _subset(sub, keep, by_group):
+    g = sub["group"] if by_group else pd.Series("all", index=sub.index)
+    mask = np.zeros(len(sub), dtype=bool)
+    for grp, lst in keep.items():
+        allowed = set(lst) | {"__baseline__"}
+        mask |= (g == grp).to_numpy() & (
+            sub["visit"].isin(allowed).to_numpy() | sub["is_baseline"].to_numpy()
+        )
+    return sub.loc[mask]
+
+
+def _bootstrap(sub, keep, by_group, names, contrast_L, n_boot, rng):
+    """Patient-level bootstrap (stratified by group) of the REML estimates; percentile CIs."""
+    X, _ = _design(sub, keep, by_group)
+    stats_ = _PatientStats(sub["value"].to_numpy(float), X, sub["patient_id"].to_numpy())
+    order = pd.Index(pd.unique(sub["patient_id"]))
+    patients = {
+        grp: sub.loc[(sub["group"] == grp) if by_group else slice(None), "patient_id"].unique()
+        for grp in keep
+    }
+    draws = []
+    for _ in range(n_boot):
+        counts = np.zeros(len(order))
+        for grp in keep:
+            picked = rng.choice(patients[grp], size=len(patients[grp]), replace=True)
+            np.add.at(counts, order.get_indexer(picked), 1.0)
+        if np.any(counts @ stats_.S == 0):
+            continue
+        params, _, _, ok = stats_.fit(counts, reml=True)
+        if not ok:
+            continue
+        row = list(params)
+        if contrast_L is not None:
+            row.append(float(contrast_L @ params))
+        draws.append(row)
+    return np.asarray(draws, dtype=float).reshape(len(draws), -1)
+
+
+def _within_df(X, groups):
+    """Between-within residual df: observations minus rank of [fixed effects, patient dummies]."""
+    _, codes = np.unique(groups, return_inverse=True)
+    Z = np.zeros((len(groups), codes.max() + 1))
+    Z[np.arange(len(groups)), codes] = 1.0
+    return int(len(groups) - np.linalg.matrix_rank(np.column_stack([X, Z])))
+
+
+def _fit_feature(sub, visits, baseline, min_patients, n_boot, rng, by_group, interaction_test):
+    """All rows for one feature and one model family (by response group, or everyone)."""
+    rows = []
+    keep = _cells(sub, visits, baseline, min_patients, by_group)
+    if not keep:
+        return rows
+    sub = _subset(sub, keep, by_group)
+    X, names = _design(sub, keep, by_group)
+    y = sub["value"].to_numpy(float)
+    groups = sub["patient_id"].to_numpy()
+    params, cov, _, ok = _fit(y, X, groups, reml=True)
+    ddf = _within_df(X, groups)
+    method = f"LMM REML (random intercept), Wald t ddf={ddf} (between-within)" + (
+        ", group x visit" if by_group else ", visit")
+    both = []
+    L = None
+    if by_group and len(keep) == 2:
+        both = [v for v in keep["responder"] if v in keep["non-responder"]]
+        if both:
+            L = np.zeros(len(names))
+            for v in both:
+                L[names.index(("visit", "responder", v))] += 1 / len(both)
+                L[names.index(("visit", "non-responder", v))] -= 1 / len(both)
+    boot = None
+    if n_boot > 0 and params is not None:
+        boot = _bootstrap(sub, keep, by_group, names, L, n_boot, rng)
+    tq = stats.t.ppf(0.975, ddf) if ddf > 0 else np.nan
+    gcol = sub["group"] if by_group else pd.Series("all", index=sub.index)
+    for i, (kind, grp, v) in enumerate(names):
+        if kind != "visit":
+            continue
+        cell = sub[(gcol == grp) & (sub["visit"].isin([v]) | sub["is_baseline"])]
+        est = se = p = np.nan
+        if params is not None:
+            est = params[i]
+            se = float(np.sqrt(cov[i, i])) if np.isfinite(cov[i, i]) and cov[i, i] > 0 else np.nan
+            if np.isfinite(se) and ddf > 0:
+                p = float(2 * stats.t.sf(abs(est / se), ddf))
+        blo, bhi, n_ok = _percentile(boot, i, n_boot)
+        rows.append({
+            "term": "visit_vs_baseline", "group": grp, "visit": v, "estimate": est, "se": se,
+            "ci_low": est - tq * se, "ci_high": est + tq * se, "boot_ci_low": blo,
+            "boot_ci_high": bhi, "pvalue": p, "n_patients": int(cell["patient_id"].nunique()),
+            "n_obs": int(len(cell)), "converged": bool(ok), "method": method, "n_boot_ok": n_ok,
+        })
+    if L is not None:
+        rows.append(_interaction(sub, keep, y, groups, X, names, params, cov, ok, L, both,
+                                 boot, n_boot, ddf, interaction_test))
+    return rows
+
+
+def _percentile(boot, col, n_boot):
+    """95% percentile interval of one bootstrap column; NaN when too few refits succeeded."""
+    n_ok = 0 if boot is None else len(boot)
+    if boot is None or n_ok < max(10, n_boot // 2):
+        return np.nan, np.nan, n_ok
+    lo, hi = np.percentile(boot[:, col], [2.5, 97.5])
+    return float(lo), float(hi), n_ok
+
+
+def _interaction(sub, keep, y, groups, X, names, params, cov, ok, L, both, boot, n_boot, ddf,
+                 test):
+    """Joint test that the visit effects are the same in both response groups."""
+    q = len(both)
+    p = np.nan
+    if test == "lrt":
+        Xr, _ = _design(sub, keep, True, shared_visits=True)
+        _, _, ll_full, ok_full = _fit(y, X, groups, reml=False)
+        _, _, ll_red, ok_red = _fit(y, Xr, groups, reml=False)
+        stat = max(2 * (ll_full - ll_red), 0.0)
+        if np.isfinite(stat):
+            p = float(stats.chi2.sf(stat, q))
+        ok = ok and ok_full and ok_red
+        label = f"LRT of ML fits, chi2 df={q}"
+    elif test == "wald_f":
+        C = np.zeros((q, len(names)))
+        for j, v in enumerate(both):
+            C[j, names.index(("visit", "responder", v))] = 1.0
+            C[j, names.index(("visit", "non-responder", v))] = -1.0
+        if params is not None and ddf > 0:
+            cb = C @ params
+            try:
+                F = float(cb @ np.linalg.solve(C @ cov @ C.T, cb)) / q
+                p = float(stats.f.sf(F, q, ddf))
+            except np.linalg.LinAlgError:
+                p = np.nan
+        label = f"Wald F (REML) df={q},{ddf} (between-within)"
+    else:
+        raise ValueError(f"interaction_test must be 'wald_f' or 'lrt', not {test!r}")
+    est = se = np.nan
+    if params is not None:
+        est = float(L @ params)
+        var = float(L @ cov @ L)
+        se = np.sqrt(var) if np.isfinite(var) and var > 0 else np.nan
+    tq = stats.t.ppf(0.975, ddf) if ddf > 0 else np.nan
+    blo, bhi, n_ok = _percentile(boot, -1, n_boot)
+    return {
+        "term": "interaction", "group": "all", "visit": "all", "estimate": est, "se": se,
+        "ci_low": est - tq * se, "ci_high": est + tq * se, "boot_ci_low": blo,
+        "boot_ci_high": bhi, "pvalue": p, "n_patients": int(sub["patient_id"].nunique()),
+        "n_obs": int(len(sub)), "converged": bool(ok),
+        "method": f"{label}; estimate = mean responder minus non-responder change over "
+                  f"{','.join(both)}",
+        "n_boot_ok": n_ok,
+    }
+
+
+def fit_visit_by_response(df, value_col="value", feature_col="feature", visits=None,
+                          baseline="D0", seed=0, n_boot=200, min_patients=3,
+                          interaction_test="wald_f"):
+    """Per feature: mixed-model changes from baseline by response group, and the interaction."""
+    need = ["patient_id", "visit", "responder", feature_col, value_col]
+    missing = [c for c in need if c not in df.columns]
+    if missing:
+        raise KeyError(f"fit_visit_by_response: column(s) missing: {', '.join(missing)}")
+    d = df[need].rename(columns={feature_col: "feature", value_col: "value"}).copy()
+    d["value"] = pd.to_numeric(d["value"], errors="coerce")
+    d = d[np.isfinite(d["value"])]
+    if visits is None:
+        visits = [baseline] + sorted(v for v in d["visit"].unique() if v != baseline)
+    visits = [str(v) for v in visits]
+    if baseline not in visits:
+        raise ValueError(f"baseline visit {baseline!r} is not among the visits")
+    d["visit"] = d["visit"].astype(str)
+    d = d[d["visit"].isin(visits)]
+    d["group"] = [_group_label(f) for f in d["responder"]]
+    d["is_baseline"] = d["visit"] == baseline
+    d["patient_id"] = d["patient_id"].astype(str)
+    rows = []
+    for feature in sorted(d["feature"].unique(), key=str):
+        sub = d[d["feature"] == feature].reset_index(drop=True)
+        # one stream per feature, so a feature's bootstrap does not depend on the others
+        rng = np.random.default_rng([int(seed), zlib.crc32(str(feature).encode())])
+        grp_rows = _fit_feature(sub[sub["group"].notna()], visits, baseline, min_patients,
+                                n_boot, rng, True, interaction_test)
+        all_rows = _fit_feature(sub, visits, baseline, min_patients, n_boot, rng, False,
+                                interaction_test)
+        for r in grp_rows + all_rows:
+            r["feature"] = feature
+            rows.append(r)
+    out = pd.DataFrame(rows, columns=RESULT_COLUMNS)
+    if out.empty:
+        return out
+    # BH across features within each term x group x visit; non-converged fits are not reported
+    # as tests, so they get no adjusted p-value and do not count in m
+    out["padj"] = np.nan
+    usable = out["converged"].astype(bool)
+    for _, idx in out[usable].groupby(["term", "group", "visit"]).groups.items():
+        out.loc[idx, "padj"] = bh_adjust(out.loc[idx, "pvalue"].to_numpy())
+    order = {v: i for i, v in enumerate(visits + ["all"])}
+    gorder = {"responder": 0, "non-responder": 1, "all": 2}
+    out["_t"] = (out["term"] == "interaction").astype(int)
+    out["_g"] = out["group"].map(gorder)
+    out["_v"] = out["visit"].map(order)
+    out = out.sort_values(["feature", "_t", "_g", "_v"], kind="mergesort")
+    return out.drop(columns=["_t", "_g", "_v"]).reset_index(drop=True)

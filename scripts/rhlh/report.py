@@ -1,0 +1,298 @@
+"""The report's landing summary (one figure + one table) and its methods page."""
+
+from __future__ import annotations
+
+import html
+import importlib.metadata as md
+import platform
+
+import numpy as np
+import pandas as pd
+
+from rhlh.plotting import RESPONSE_COLORS, response_label
+
+PACKAGES = [
+    "snakemake",
+    "pydeseq2",
+    "scanpy",
+    "anndata",
+    "pandas",
+    "numpy",
+    "scipy",
+    "statsmodels",
+    "lifelines",
+    "seaborn",
+    "matplotlib",
+]
+HEADLINE_SIGNATURE = "HALLMARK_INTERFERON_GAMMA_RESPONSE"
+HEADLINE_CYTOKINES = ("IFNG", "CXCL9")
+
+
+def package_versions() -> dict[str, str]:
+    """Installed versions of the packages the analysis depends on."""
+    out = {"python": platform.python_version()}
+    for p in PACKAGES:
+        try:
+            out[p] = md.version(p)
+        except md.PackageNotFoundError:
+            out[p] = "not installed"
+    return out
+
+
+def group_means(df: pd.DataFrame, value: str, visits) -> pd.DataFrame:
+    """Mean and normal 95% CI of ``value`` per response group and visit (visit order kept)."""
+    df = df.assign(group=df["responder"].map(response_label))
+    rows = []
+    for (g, v), sub in df.groupby(["group", "visit"], observed=True):
+        x = sub[value].dropna().to_numpy(float)
+        if len(x) == 0:
+            continue
+        se = x.std(ddof=1) / np.sqrt(len(x)) if len(x) > 1 else np.nan
+        rows.append(
+            {
+                "group": g,
+                "visit": v,
+                "n": len(x),
+                "mean": x.mean(),
+                "ci_low": x.mean() - 1.96 * se,
+                "ci_high": x.mean() + 1.96 * se,
+            }
+        )
+    out = pd.DataFrame(rows, columns=["group", "visit", "n", "mean", "ci_low", "ci_high"])
+    order = {v: i for i, v in enumerate(visits)}
+    return out.assign(_o=out["visit"].map(order)).sort_values(["group", "_o"]).drop(columns="_o")
+
+
+def _with_responders(df, responders):
+    r = responders[["patient_id", "responder"]].copy()
+    r["responder"] = r["responder"].astype(str).map({"True": True, "False": False})
+    return df.drop(columns=["responder"], errors="ignore").merge(r, on="patient_id", how="left")
+
+
+def headline(
+    summary,
+    endpoints,
+    simon,
+    responders,
+    sig_change,
+    cyto_change,
+    assoc,
+    visits,
+    baseline="D0",
+    signature=HEADLINE_SIGNATURE,
+    cytokines=HEADLINE_CYTOKINES,
+):
+    """Key findings as rows (topic, finding, value, detail) for the top of the report."""
+    rows = []
+    s = summary.set_index("item")["value"] if len(summary) else pd.Series(dtype=object)
+    rows.append(
+        (
+            "cohort",
+            "patients / samples / batches",
+            f"{s.get('patients', '?')} / {s.get('samples', '?')} / {s.get('batches', '?')}",
+            "blood draws per visit: "
+            + ", ".join(
+                f"{r.item} {r.value}"
+                for r in summary.itertuples()
+                if r.section == "samples_per_visit"
+            ),
+        )
+    )
+    n_resp = int(responders["responder"].astype(str).eq("True").sum())
+    rows.append(
+        ("response", "responders (definition in methods)", f"{n_resp}/{len(responders)}", "")
+    )
+    prim = endpoints[endpoints["endpoint"].str.contains("primary", case=False)]
+    for r in prim.itertuples():
+        rows.append(
+            (
+                "primary endpoint",
+                r.endpoint,
+                f"{r.estimate:.2f} (95% CI {r.ci_low:.2f}-{r.ci_high:.2f})",
+                str(r.note),
+            )
+        )
+    for r in simon.itertuples():
+        rows.append(
+            (
+                "Simon two-stage",
+                f"{r.design} design, {r.stage}",
+                str(r.decision),
+                f"{r.successes}/{r.n_observed} (threshold {r.threshold})",
+            )
+        )
+    late = [v for v in visits if v != baseline]
+    for name, df, feat_col, label in (
+        (signature, sig_change, "signature", "signature"),
+        *[(c, cyto_change, "analyte", "cytokine") for c in cytokines],
+    ):
+        if df is None or feat_col not in df.columns:
+            continue
+        sub = df[df[feat_col] == name]
+        if sub.empty:
+            continue
+        by = sub[sub["visit"].isin(late[:4])].groupby("responder")["change"].mean()
+        detail = "; ".join(f"{response_label(k)} {v:+.2f}" for k, v in by.items())
+        rows.append(
+            (
+                label,
+                f"{name}: mean change from {baseline} over {late[0]}-{late[3]}",
+                detail,
+                "score units" if label == "signature" else "log10 pg/mL",
+            )
+        )
+    if assoc is not None and len(assoc):
+        a = assoc[(assoc.get("test") == "mann_whitney")] if "test" in assoc else assoc
+        a = a.dropna(subset=["auc"]).sort_values(["pvalue", "auc"], ascending=[True, False])
+        for r in a.head(5).itertuples():
+            rows.append(
+                (
+                    "association",
+                    f"{r.feature} ({r.family}, {r.measure})",
+                    f"AUC {r.auc:.2f} ({r.ci_low:.2f}-{r.ci_high:.2f})",
+                    f"p={r.pvalue:.2g}, padj={r.padj:.2g}, n={r.n}",
+                )
+            )
+    return pd.DataFrame(rows, columns=["topic", "finding", "value", "detail"])
+
+
+def summary_figure(
+    sig_scores,
+    cyto_change,
+    assoc,
+    visits,
+    signature=HEADLINE_SIGNATURE,
+    cytokines=HEADLINE_CYTOKINES,
+):
+    """Landing figure: signature and cytokine trajectories by response, top associations."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, 2, figsize=(12, 8.5))
+    panels = [
+        (
+            axes[0, 0],
+            sig_scores,
+            "signature",
+            signature,
+            "score",
+            f"{signature}\n(per-sample score)",
+            "score",
+        )
+    ]
+    for ax, c in zip((axes[0, 1], axes[1, 0]), cytokines, strict=False):
+        panels.append(
+            (
+                ax,
+                cyto_change,
+                "analyte",
+                c,
+                "log10_value",
+                f"{c} (plasma)",
+                "log10 concentration (pg/mL)",
+            )
+        )
+    for ax, df, col, name, value, title, ylabel in panels:
+        ax.set_title(title, fontsize=10)
+        sub = df[df[col] == name] if df is not None and col in df.columns else pd.DataFrame()
+        if sub.empty:
+            ax.text(0.5, 0.5, f"{name}: not available", ha="center", transform=ax.transAxes)
+            continue
+        m = group_means(sub, value, visits)
+        xs = {v: i for i, v in enumerate(visits)}
+        n_patients = (
+            sub.assign(g=sub["responder"].map(response_label)).groupby("g")["patient_id"].nunique()
+        )
+        for g, gdf in m.groupby("group"):
+            x = gdf["visit"].map(xs)
+            ax.plot(
+                x,
+                gdf["mean"],
+                marker="o",
+                color=RESPONSE_COLORS[g],
+                label=f"{g} (n={n_patients.get(g, 0)})",
+            )
+            ax.fill_between(x, gdf["ci_low"], gdf["ci_high"], color=RESPONSE_COLORS[g], alpha=0.2)
+        ax.set_xticks(range(len(visits)), visits)
+        ax.set_xlabel("visit (days since first ruxolitinib dose)")
+        ax.set_ylabel(ylabel)
+        ax.legend(fontsize=8, frameon=False)
+    ax = axes[1, 1]
+    ax.set_title("Top associations with response (AUC, 95% bootstrap CI)", fontsize=10)
+    if assoc is not None and len(assoc) and "auc" in assoc.columns:
+        a = assoc[assoc["test"] == "mann_whitney"] if "test" in assoc.columns else assoc
+        a = a.dropna(subset=["auc"]).sort_values(["pvalue", "auc"], ascending=[True, False])
+        a = a.head(12).iloc[::-1]
+        y = np.arange(len(a))
+        ax.errorbar(
+            a["auc"],
+            y,
+            xerr=[a["auc"] - a["ci_low"], a["ci_high"] - a["auc"]],
+            fmt="o",
+            color="#333333",
+            ecolor="#999999",
+            capsize=2,
+        )
+        ax.axvline(0.5, color="#999999", linestyle="--", linewidth=1)
+        ax.set_yticks(
+            y, [f"{f} [{m}]" for f, m in zip(a["feature"], a["measure"], strict=True)], fontsize=7
+        )
+        ax.set_xlim(0, 1)
+        ax.set_xlabel("AUC (responder vs non-responder)")
+    else:
+        ax.text(0.5, 0.5, "no associations available", ha="center", transform=ax.transAxes)
+    fig.suptitle("R-HLH: did JAK-STAT / IFN-γ activity fall in responders?", fontsize=12)
+    fig.tight_layout()
+    return fig
+
+
+def methods_html(
+    config: dict, versions: dict[str, str], designs: pd.DataFrame | None = None
+) -> str:
+    """The methods page: versions, designs and tests, response definition, censoring, seed."""
+    e = html.escape
+    clin = config.get("clinical", {})
+    cyto = config.get("cytokines", {})
+    sig = config.get("signatures", {})
+    de = config.get("de", {})
+    parts = [
+        "<html><head><meta charset='utf-8'><title>Methods</title></head><body>",
+        "<h1>Methods</h1>",
+        "<h2>Inputs and validation</h2><p>Every input table is checked against the data "
+        "contract before any analysis (types, identifiers, visits, cross-table references, "
+        "clinical timelines); counts are read from a matrix, featureCounts table or h5ad "
+        "(single-cell data summed into pseudobulk profiles per sample).</p>",
+        "<h2>Response definition</h2>",
+        f"<p>Responder: <b>{e(str(clin.get('responder_definition', 'cr_pr_d28')))}</b> "
+        "(cr_pr_d28 = CR or PR at D28; patients dead or not assessed at the endpoint are "
+        "non-responders, intention to treat).</p>",
+        "<h2>Expression</h2><p>DESeq2 median-of-ratios size factors and blind "
+        "variance-stabilizing transform (pydeseq2); log2-CPM per sample.</p>",
+        "<h2>Differential expression</h2><p>Per-visit Wald tests against the baseline visit "
+        f"({e(config.get('baseline_visit', 'D0'))}) in a design paired by patient; "
+        "likelihood-ratio tests of change over time and of response-specific trajectories "
+        "with dispersions from the full model (as DESeq2).</p>",
+    ]
+    if de:
+        parts.append("<pre>" + e(str(de)) + "</pre>")
+    if designs is not None and len(designs):
+        parts.append(designs.to_html(index=False, escape=True))
+    parts += [
+        "<h2>Signatures</h2>",
+        f"<p>Methods: {e(', '.join(sig.get('methods', ['ulm'])))}; primary method scores "
+        "each sample alone so scores do not change when a batch is added; mixed models "
+        "score ~ visit x responder + (1|patient) (REML), BH across signatures.</p>",
+        "<h2>Cytokines</h2>",
+        f"<p>Left-censored readings substituted by "
+        f"<b>{e(str(cyto.get('substitution', 'lloq/sqrt2')))}</b> and analysed on log10; "
+        f"plate adjustment: {e(str(cyto.get('plate_adjustment', 'none')))}; mixed models "
+        "log10(value) ~ visit x responder + (1|patient).</p>",
+        "<h2>Clinical endpoints</h2><p>Exact (Clopper-Pearson) CIs, Kaplan-Meier survival "
+        "until HSCT, Aalen-Johansen cumulative incidence with competing events, Simon "
+        "(1989) optimal two-stage design.</p>",
+        f"<h2>Reproducibility</h2><p>Seed: <b>{e(str(config.get('seed')))}</b>. Same inputs "
+        "and seed give identical tables.</p>",
+        "<h2>Software versions</h2><table border='1' cellpadding='3'>",
+    ]
+    parts += [f"<tr><td>{e(k)}</td><td>{e(v)}</td></tr>" for k, v in versions.items()]
+    parts.append("</table></body></html>")
+    return "\n".join(parts)

@@ -1,0 +1,923 @@
+"""Association of biomarker features with clinical response (issue 8).
+
+Question: does the fall of JAK-STAT / IFN-gamma activity (signature scores, cytokines, genes
+selected by the likelihood-ratio tests) go with response to ruxolitinib, and does an early
+change (D7, D14) predict response at the endpoint?
+
+Inputs
+------
+* A long table per family (``signature``, ``cytokine``, ``gene``): one row per sample and
+  feature with ``patient_id``, ``visit``, ``day``, ``feature``, ``value`` (analysis scale:
+  signature score, log10 concentration after censoring substitution, VST or log2-CPM).
+  :func:`signature_long`, :func:`cytokine_long` and :func:`gene_long` build them.
+* Responders (``results/clinical/responders.tsv``, from ``rhlh.clinical.define_responders``):
+  ``responder`` True/False (empty = unknown, left out) and ``response_class`` NR/PR/CR/NE.
+
+Measures (one value per patient and feature, :func:`patient_measures`)
+-----------------------------------------------------------------------
+* ``baseline``: the value at the baseline visit (D0).
+* ``change_<V>`` for each early visit V (default D7, D14): value at V minus value at D0.
+  Missing if either draw is missing (no imputation).
+* ``auc_<E>`` (default E = D28): time-averaged area under the curve from D0 to E, by the
+  trapezoid rule over the visits that are available, on the actual sample days, divided by
+  (day of E - day of D0); by default of the change from baseline (``auc_of="change"``: the mean
+  change over the window, 0 for a flat course), or of the raw value (``auc_of="value"``).
+  Missing visits: the baseline and the end visit E are required (a patient without either
+  gets no value: the window is never truncated or extrapolated); a missing visit strictly
+  inside the window is bridged by linear interpolation between its neighbours, which is what
+  the trapezoid over the available visits does. Patients who leave the schedule before E
+  (death, HSCT) therefore drop out of this measure: ``n`` says how many are left.
+
+Tests (per family x feature x measure; endpoint ``responder`` unless stated)
+---------------------------------------------------------------------------
+* ``mann_whitney``: two-sided Mann-Whitney U of responders vs non-responders. ``effect`` =
+  ``auc`` = U_nr / (n_r n_nr) = P(responder value < non-responder value) + P(tie) / 2, i.e.
+  the AUC of the feature as a predictor of response **when lower values predict response**
+  (the hypothesis: larger fall / lower level in responders). AUC > 0.5: responders lower;
+  AUC < 0.5: responders higher. ``ci_low/ci_high``: percentile interval of a patient-level
+  bootstrap (patients resampled with replacement within each response group, so both groups
+  are always present; seeded per family x feature x measure). p-value: exact null
+  distribution when there are no ties; with ties a permutation test (exact enumeration when the
+  number of group assignments is at most ``n_perm``, else ``n_perm`` seeded random ones);
+  the ``note`` says which.
+* ``logistic``: ``responder ~ z`` with z the feature standardised to SD 1 (statsmodels Logit,
+  Newton). ``effect`` = odds ratio of response per 1 SD higher value, Wald 95% CI,
+  p-value from the likelihood-ratio test (better than the Wald test at n = 20). Complete or
+  quasi-complete separation (groups split by a threshold) means the maximum-likelihood
+  estimate does not exist: the row gets ``converged`` False, no effect, CI or p-value, and
+  a note (the Mann-Whitney row carries the evidence: AUC 0 or 1). A fit that does not
+  converge keeps its numbers with ``converged`` False and is left out of the BH correction.
+* ``spearman``: Spearman rho between the feature and the ordinal response class NR < PR < CR
+  (endpoint ``response_class``; NE and unknown left out). Percentile bootstrap CI over
+  patients; p-value from a permutation test (the response classes have many ties, so the
+  t approximation is not used).
+* ``mixed_model_interaction`` (measure ``trajectory``): the visit x response interaction rows
+  of the signature / cytokine mixed models (``rhlh.longitudinal``), copied with their
+  estimate (mean responder minus non-responder change from baseline, negative when responders
+  fall more), model-based CI, p-value and ``converged``; the bootstrap CI and the model are in
+  ``note``.
+
+Table layout: long, one row per feature x measure x test (columns :data:`ASSOC_COLUMNS`);
+``effect_type`` names what ``effect`` is. ``padj``: Benjamini-Hochberg across features within
+each family x measure x endpoint x test, over rows with a p-value and ``converged`` True.
+``n`` = patients with a value and a known response in that test; ``n_responders`` among them.
+Fewer than ``min_per_group`` patients in either group: no test, a note says so.
+
+Genes are chosen by the LRTs on the same samples, so their p-values are post-selection and
+optimistic: read them as descriptive (their rows say so in ``note``).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import warnings
+import zlib
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from rhlh.longitudinal import bh_adjust
+from rhlh.plotting import OKABE_ITO, RESPONSE_COLORS
+
+log = logging.getLogger("rhlh")
+
+ASSOC_COLUMNS = [
+    "feature",
+    "family",
+    "measure",
+    "endpoint",
+    "test",
+    "effect_type",
+    "n",
+    "n_responders",
+    "effect",
+    "ci_low",
+    "ci_high",
+    "auc",
+    "pvalue",
+    "padj",
+    "converged",
+    "note",
+]
+FAMILIES = ("signature", "cytokine", "gene")
+TESTS = ("mann_whitney", "logistic", "spearman", "mixed_model_interaction")
+EFFECT_TYPES = {
+    "mann_whitney": "AUC: P(responder value < non-responder value)",
+    "logistic": "odds ratio of response per SD higher value",
+    "spearman": "Spearman rho with NR<PR<CR",
+    "mixed_model_interaction": "mean change responder minus non-responder",
+}
+RESPONSE_RANK = {"NR": 0, "PR": 1, "CR": 2}
+_TRUE = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+
+
+# --------------------------------------------------------------------------------------------
+# Inputs as long tables
+# --------------------------------------------------------------------------------------------
+
+
+def read_responders(responders: pd.DataFrame) -> pd.DataFrame:
+    """patient_id, responder (True/False/None) and response_class from responders.tsv."""
+    out = pd.DataFrame({"patient_id": responders["patient_id"].astype(str)})
+    flag = responders["responder"].map(lambda v: _TRUE.get(str(v).strip().lower()))
+    out["responder"] = flag.astype(object)
+    if "response_class" in responders.columns:
+        out["response_class"] = responders["response_class"].astype(str).str.strip().str.upper()
+    else:
+        out["response_class"] = ""
+    return out.reset_index(drop=True)
+
+
+def _long(df, feature, value, cols=("sample_id", "patient_id", "visit", "day")):
+    out = pd.DataFrame({c: df[c].to_numpy() for c in cols if c in df.columns})
+    out["feature"] = df[feature].astype(str).to_numpy()
+    out["value"] = pd.to_numeric(df[value], errors="coerce").astype(float).to_numpy()
+    out["patient_id"] = out["patient_id"].astype(str)
+    out["visit"] = out["visit"].astype(str)
+    out["day"] = pd.to_numeric(out["day"], errors="coerce").astype(float)
+    return out
+
+
+def signature_long(scores: pd.DataFrame, method: str = "ulm") -> pd.DataFrame:
+    """Signature scores of one scoring method as a long table (feature = signature)."""
+    sub = scores[scores["method"].astype(str) == method]
+    if sub.empty:
+        raise ValueError(f"no signature score computed with method {method!r}")
+    return _long(sub, "signature", "score")
+
+
+def cytokine_long(
+    values: pd.DataFrame, samples: pd.DataFrame | None = None, skip_uninformative: bool = False
+) -> pd.DataFrame:
+    """Cytokine log10 values (after censoring substitution) as a long table (feature=analyte);
+    ``skip_uninformative`` drops analytes the cytokine stage flagged as mostly censored."""
+    d = values
+    if skip_uninformative and "uninformative" in d.columns:
+        flag = d["uninformative"].map(lambda v: _TRUE.get(str(v).strip().lower(), False))
+        dropped = sorted(d.loc[flag, "analyte" if "analyte" in d.columns else "feature"].unique())
+        if dropped:
+            log.info("cytokines flagged uninformative, left out: %s", ", ".join(dropped))
+        d = d[~flag]
+    if not {"patient_id", "visit", "day"} <= set(d.columns):
+        if samples is None:
+            raise ValueError("cytokine values lack patient_id/visit/day and no samples given")
+        keep = [c for c in ("patient_id", "visit", "day") if c not in d.columns]
+        d = d.merge(samples[["sample_id", *keep]], on="sample_id", how="inner")
+    feature = "analyte" if "analyte" in d.columns else "feature"
+    value = "log10_value" if "log10_value" in d.columns else "value"
+    return _long(d, feature, value)
+
+
+def top_lrt_genes(tables: dict, n_top: int = 25) -> pd.DataFrame:
+    """The ``n_top`` genes with the smallest padj (then p-value) of each LRT table, unique."""
+    rows = []
+    for source, t in tables.items():
+        t = t.copy()
+        t["padj"] = pd.to_numeric(t["padj"], errors="coerce")
+        t["pvalue"] = pd.to_numeric(t["pvalue"], errors="coerce")
+        t = t[t["pvalue"].notna()].sort_values(
+            ["padj", "pvalue", "gene_id"], kind="mergesort", na_position="last"
+        )
+        for r in t.head(n_top).itertuples(index=False):
+            name = getattr(r, "gene_name", None)
+            name = str(r.gene_id) if name is None or pd.isna(name) or not str(name) else str(name)
+            rows.append({"gene_id": str(r.gene_id), "gene_name": name, "source": source})
+    out = pd.DataFrame(rows, columns=["gene_id", "gene_name", "source"])
+    out = out.groupby(["gene_id", "gene_name"], sort=False, as_index=False)["source"].agg(
+        lambda s: ";".join(s)
+    )
+    # a symbol shared by two gene ids keeps both, told apart by the id
+    dup = out["gene_name"].duplicated(keep=False)
+    out["feature"] = np.where(dup, out["gene_name"] + " (" + out["gene_id"] + ")", out["gene_name"])
+    return out
+
+
+def gene_long(
+    adata, genes: pd.DataFrame, layer: str | None = "vst", samples: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """Expression of the chosen genes as a long table: ``layer`` of the AnnData, or, with
+    ``layer=None``, log2-CPM of the raw counts (all genes as library size)."""
+    from rhlh.expression import log_cpm, raw_counts
+
+    var = adata.var
+    ids = var["gene_id"].astype(str) if "gene_id" in var.columns else pd.Series(adata.var_names)
+    pos = {g: i for i, g in enumerate(ids.to_numpy())}
+    present = genes[genes["gene_id"].isin(pos)]
+    lost = len(genes) - len(present)
+    if lost:
+        log.warning("%d selected gene(s) not in the expression matrix: left out", lost)
+    if layer is None:
+        mat = log_cpm(raw_counts(adata))
+    else:
+        mat = adata.layers[layer] if layer in adata.layers else adata.X
+        mat = mat.toarray() if hasattr(mat, "toarray") else np.asarray(mat, dtype=float)
+    cols = [pos[g] for g in present["gene_id"]]
+    sub = np.asarray(mat[:, cols], dtype=float)
+    obs = adata.obs.copy()
+    obs["sample_id"] = [str(s) for s in adata.obs_names]
+    if samples is not None:
+        obs = obs[["sample_id"]].merge(
+            samples[["sample_id", "patient_id", "visit", "day"]], on="sample_id", how="left"
+        )
+    wide = pd.DataFrame(sub, columns=present["feature"].to_numpy())
+    wide["sample_id"] = obs["sample_id"].to_numpy()
+    long = wide.melt(id_vars="sample_id", var_name="feature", value_name="value")
+    long = long.merge(obs[["sample_id", "patient_id", "visit", "day"]], on="sample_id")
+    return _long(long, "feature", "value")
+
+
+# --------------------------------------------------------------------------------------------
+# Per-patient measures
+# --------------------------------------------------------------------------------------------
+
+
+def trapezoid_auc(days, values, per_day: bool = True) -> float:
+    """Trapezoid area under values(days) (sorted by day); divided by the time span if per_day."""
+    t = np.asarray(days, dtype=float)
+    y = np.asarray(values, dtype=float)
+    order = np.argsort(t, kind="mergesort")
+    t, y = t[order], y[order]
+    if len(t) < 2 or not np.all(np.isfinite(t)) or not np.all(np.isfinite(y)):
+        return math.nan
+    area = float(np.sum((t[1:] - t[:-1]) * (y[1:] + y[:-1]) / 2.0))
+    span = t[-1] - t[0]
+    if per_day:
+        return area / span if span > 0 else math.nan
+    return area
+
+
+def measure_names(early_visits=("D7", "D14"), auc_end="D28") -> list[str]:
+    """The per-patient measures in table order."""
+    return ["baseline", *[f"change_{v}" for v in early_visits], f"auc_{auc_end}"]
+
+
+def patient_measures(
+    long: pd.DataFrame,
+    visits,
+    baseline: str = "D0",
+    early_visits=("D7", "D14"),
+    auc_end: str = "D28",
+    auc_of: str = "change",
+) -> pd.DataFrame:
+    """Per patient x feature: baseline, change to each early visit, time-averaged AUC to
+    ``auc_end`` (see module docstring). Columns patient_id, feature, measure, value."""
+    if auc_of not in ("change", "value"):
+        raise ValueError("auc_of must be 'change' or 'value'")
+    visits = [str(v) for v in visits]
+    for v in (baseline, auc_end, *early_visits):
+        if v not in visits:
+            raise ValueError(f"visit {v!r} is not among the configured visits")
+    window = visits[visits.index(baseline) : visits.index(auc_end) + 1]
+    d = long[np.isfinite(long["value"]) & long["visit"].isin(visits)]
+    d = d.groupby(["feature", "patient_id", "visit"], sort=False, as_index=False).agg(
+        value=("value", "mean"), day=("day", "mean")
+    )
+    val = d.pivot_table(
+        index=["feature", "patient_id"], columns="visit", values="value", aggfunc="first"
+    )
+    day = d.pivot_table(
+        index=["feature", "patient_id"], columns="visit", values="day", aggfunc="first"
+    )
+    val = val.reindex(columns=visits)
+    day = day.reindex(columns=visits)
+    out = {"baseline": val[baseline]}
+    for v in early_visits:
+        out[f"change_{v}"] = val[v] - val[baseline]
+    y = val[window].to_numpy(float)
+    t = day[window].to_numpy(float)
+    if auc_of == "change":
+        y = y - y[:, [0]]
+    aucs = np.full(len(val), np.nan)
+    for i in range(len(val)):
+        ok = np.isfinite(y[i]) & np.isfinite(t[i])
+        # both ends are needed: no truncated or extrapolated windows
+        if ok[0] and ok[-1]:
+            aucs[i] = trapezoid_auc(t[i][ok], y[i][ok])
+    out[f"auc_{auc_end}"] = pd.Series(aucs, index=val.index)
+    wide = pd.DataFrame(out)
+    res = wide.reset_index().melt(
+        id_vars=["feature", "patient_id"], var_name="measure", value_name="value"
+    )
+    res = res[np.isfinite(res["value"].astype(float))]
+    order = {m: i for i, m in enumerate(measure_names(early_visits, auc_end))}
+    res = (
+        res.assign(_m=res["measure"].map(order))
+        .sort_values(["feature", "_m", "patient_id"], kind="mergesort")
+        .drop(columns="_m")
+    )
+    return res.reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Tests
+# --------------------------------------------------------------------------------------------
+
+
+def auc_lower(x_resp, x_non) -> float:
+    """P(responder value < non-responder value) + P(tie)/2 = U_non / (n_resp n_non)."""
+    a = np.asarray(x_resp, dtype=float)[:, None]
+    b = np.asarray(x_non, dtype=float)[None, :]
+    return float(np.mean((a < b) + 0.5 * (a == b)))
+
+
+def mann_whitney(x_resp, x_non, rng=None, n_perm: int = 9999) -> tuple[float, str]:
+    """Two-sided Mann-Whitney p-value: exact without ties, permutation with ties."""
+    x_resp = np.asarray(x_resp, dtype=float)
+    x_non = np.asarray(x_non, dtype=float)
+    pooled = np.concatenate([x_resp, x_non])
+    if len(np.unique(pooled)) == len(pooled):
+        res = stats.mannwhitneyu(x_non, x_resp, alternative="two-sided", method="exact")
+        return float(res.pvalue), "exact"
+    n_assign = math.comb(len(pooled), len(x_resp))
+    how = (
+        "exact permutation (ties)"
+        if n_assign <= n_perm
+        else (f"permutation, {n_perm} resamples (ties)")
+    )
+    method = stats.PermutationMethod(n_resamples=n_perm, rng=rng)
+    res = stats.mannwhitneyu(x_non, x_resp, alternative="two-sided", method=method)
+    return float(res.pvalue), how
+
+
+def _counts(idx, n):
+    w = np.zeros((idx.shape[0], n))
+    np.add.at(w, (np.repeat(np.arange(idx.shape[0]), idx.shape[1]), idx.ravel()), 1.0)
+    return w
+
+
+def bootstrap_auc_ci(x_resp, x_non, rng, n_boot: int = 2000, level: float = 0.95):
+    """Percentile CI of :func:`auc_lower`, resampling patients within each group."""
+    a = np.asarray(x_resp, dtype=float)
+    b = np.asarray(x_non, dtype=float)
+    if n_boot <= 0:
+        return math.nan, math.nan
+    s = (a[:, None] < b[None, :]) + 0.5 * (a[:, None] == b[None, :])
+    wa = _counts(rng.integers(0, len(a), (n_boot, len(a))), len(a))
+    wb = _counts(rng.integers(0, len(b), (n_boot, len(b))), len(b))
+    boot = np.einsum("bi,ij,bj->b", wa, s, wb) / (len(a) * len(b))
+    q = (1 - level) / 2
+    lo, hi = np.quantile(boot, [q, 1 - q])
+    return float(lo), float(hi)
+
+
+def separation(x, y) -> str | None:
+    """'complete' or 'quasi-complete' when a threshold on x splits y, else None."""
+    x = np.asarray(x, dtype=float)
+    y = np.asarray(y, dtype=bool)
+    x1, x0 = x[y], x[~y]
+    if x1.max() < x0.min() or x0.max() < x1.min():
+        return "complete"
+    if x1.max() <= x0.min() or x0.max() <= x1.min():
+        return "quasi-complete"
+    return None
+
+
+def logistic_per_sd(x, y, level: float = 0.95) -> dict:
+    """Logit(responder) ~ standardised x: OR per SD, Wald CI, likelihood-ratio p-value."""
+    import statsmodels.api as sm
+    from statsmodels.tools.sm_exceptions import ConvergenceWarning
+
+    x = np.asarray(x, dtype=float)
+    y = np.asarray(y, dtype=float)
+    out = {
+        "effect": math.nan,
+        "ci_low": math.nan,
+        "ci_high": math.nan,
+        "pvalue": math.nan,
+        "converged": False,
+        "note": "",
+    }
+    sd = x.std(ddof=1)
+    if not sd > 0:
+        out["note"] = "feature constant: no fit"
+        return out
+    sep = separation(x, y > 0.5)
+    if sep:
+        out["note"] = (
+            f"{sep} separation: maximum-likelihood odds ratio does not exist "
+            "(see the Mann-Whitney AUC)"
+        )
+        return out
+    z = (x - x.mean()) / sd
+    design = sm.add_constant(z, has_constant="add")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            fit = sm.Logit(y, design).fit(method="newton", maxiter=100, disp=False)
+        except (np.linalg.LinAlgError, ValueError) as exc:
+            out["note"] = f"fit failed: {exc}"
+            return out
+    beta, se = float(fit.params[1]), float(fit.bse[1])
+    ok = bool(fit.mle_retvals.get("converged", False)) and np.isfinite(se) and se > 0
+    conv_warn = [w for w in caught if issubclass(w.category, ConvergenceWarning)]
+    ok = ok and not conv_warn
+    zq = stats.norm.ppf(0.5 + level / 2)
+    lr = max(2.0 * (float(fit.llf) - float(fit.llnull)), 0.0)
+    out.update(
+        effect=math.exp(beta),
+        ci_low=math.exp(beta - zq * se),
+        ci_high=math.exp(beta + zq * se),
+        pvalue=float(stats.chi2.sf(lr, 1)),
+        converged=ok,
+        note="likelihood-ratio p; Wald CI",
+    )
+    if not ok:
+        out["note"] = "did not converge: numbers unreliable, not in BH"
+    return out
+
+
+def _spearman_rows(xs, ys):
+    rx = stats.rankdata(xs, axis=-1)
+    ry = stats.rankdata(ys, axis=-1)
+    rx = rx - rx.mean(axis=-1, keepdims=True)
+    ry = ry - ry.mean(axis=-1, keepdims=True)
+    den = np.sqrt((rx * rx).sum(axis=-1) * (ry * ry).sum(axis=-1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, (rx * ry).sum(axis=-1) / np.where(den > 0, den, 1.0), np.nan)
+
+
+def spearman_ordinal(
+    x, rank, rng, n_perm: int = 9999, n_boot: int = 2000, level: float = 0.95
+) -> dict:
+    """Spearman rho of x with an ordinal response: permutation p, bootstrap percentile CI."""
+    x = np.asarray(x, dtype=float)
+    r = np.asarray(rank, dtype=float)
+    out = {
+        "effect": math.nan,
+        "ci_low": math.nan,
+        "ci_high": math.nan,
+        "pvalue": math.nan,
+        "note": "",
+    }
+    if len(np.unique(x)) < 2 or len(np.unique(r)) < 2:
+        out["note"] = "no variation in the feature or the response class"
+        return out
+    rho = float(_spearman_rows(x, r))
+    # permuting x alone gives all n! pairings (exact when n! <= n_perm)
+    res = stats.permutation_test(
+        (x,),
+        lambda a, axis=-1: _spearman_rows(a, r),
+        permutation_type="pairings",
+        vectorized=True,
+        n_resamples=n_perm,
+        alternative="two-sided",
+        rng=rng,
+    )
+    lo = hi = math.nan
+    if n_boot > 0:
+        idx = rng.integers(0, len(x), (n_boot, len(x)))
+        boot = _spearman_rows(x[idx], r[idx])
+        boot = boot[np.isfinite(boot)]
+        q = (1 - level) / 2
+        if len(boot) >= n_boot // 2:
+            lo, hi = (float(v) for v in np.quantile(boot, [q, 1 - q]))
+    out.update(
+        effect=rho,
+        ci_low=lo,
+        ci_high=hi,
+        pvalue=float(res.pvalue),
+        note=f"permutation p ({n_perm} resamples); bootstrap CI",
+    )
+    return out
+
+
+def _rng_for(seed, *keys):
+    # one stream per feature x measure, so results do not depend on which others are run
+    return np.random.default_rng([int(seed), zlib.crc32("|".join(map(str, keys)).encode())])
+
+
+def _row(feature, family, measure, endpoint, test, **kw):
+    row = dict.fromkeys(ASSOC_COLUMNS, math.nan)
+    row.update(
+        feature=feature,
+        family=family,
+        measure=measure,
+        endpoint=endpoint,
+        test=test,
+        effect_type=EFFECT_TYPES[test],
+        converged=True,
+        note="",
+    )
+    row.update(kw)
+    return row
+
+
+def associate(
+    measures: pd.DataFrame,
+    responders: pd.DataFrame,
+    family: str,
+    seed: int = 0,
+    n_boot: int = 2000,
+    n_perm: int = 9999,
+    level: float = 0.95,
+    min_per_group: int = 3,
+    note: str = "",
+) -> pd.DataFrame:
+    """Mann-Whitney/AUC, logistic and Spearman rows for each feature x measure (no padj)."""
+    resp = read_responders(responders)
+    d = measures.merge(resp, on="patient_id", how="inner")
+    rows = []
+    for (feature, measure), g in d.groupby(["feature", "measure"], sort=False):
+        rng = _rng_for(seed, family, feature, measure)
+        known = g[g["responder"].notna()]
+        yb = known["responder"].astype(bool).to_numpy()
+        x = known["value"].to_numpy(float)
+        n, n1 = len(known), int(yb.sum())
+        base = dict(n=n, n_responders=n1)
+        if min(n1, n - n1) < min_per_group:
+            msg = f"fewer than {min_per_group} patients in a response group: not tested"
+            for test in ("mann_whitney", "logistic"):
+                rows.append(
+                    _row(
+                        feature,
+                        family,
+                        measure,
+                        "responder",
+                        test,
+                        **base,
+                        converged=False,
+                        note=msg,
+                    )
+                )
+        else:
+            auc = auc_lower(x[yb], x[~yb])
+            p, how = mann_whitney(x[yb], x[~yb], rng=rng, n_perm=n_perm)
+            lo, hi = bootstrap_auc_ci(x[yb], x[~yb], rng, n_boot=n_boot, level=level)
+            rows.append(
+                _row(
+                    feature,
+                    family,
+                    measure,
+                    "responder",
+                    "mann_whitney",
+                    **base,
+                    effect=auc,
+                    auc=auc,
+                    ci_low=lo,
+                    ci_high=hi,
+                    pvalue=p,
+                    note=_join(f"{how} p; stratified bootstrap CI", note),
+                )
+            )
+            lg = logistic_per_sd(x, yb, level=level)
+            rows.append(
+                _row(
+                    feature,
+                    family,
+                    measure,
+                    "responder",
+                    "logistic",
+                    **base,
+                    auc=auc,
+                    **{**lg, "note": _join(lg["note"], note)},
+                )
+            )
+        ordinal = g[g["response_class"].isin(list(RESPONSE_RANK))]
+        rank = ordinal["response_class"].map(RESPONSE_RANK).to_numpy(float)
+        nb = dict(n=len(ordinal), n_responders=int((ordinal["responder"] == True).sum()))  # noqa: E712
+        if len(ordinal) < 2 * min_per_group:
+            rows.append(
+                _row(
+                    feature,
+                    family,
+                    measure,
+                    "response_class",
+                    "spearman",
+                    **nb,
+                    converged=False,
+                    note=f"fewer than {2 * min_per_group} patients: not tested",
+                )
+            )
+        else:
+            sp = spearman_ordinal(
+                ordinal["value"].to_numpy(float),
+                rank,
+                rng,
+                n_perm=n_perm,
+                n_boot=n_boot,
+                level=level,
+            )
+            rows.append(
+                _row(
+                    feature,
+                    family,
+                    measure,
+                    "response_class",
+                    "spearman",
+                    **nb,
+                    **{**sp, "note": _join(sp["note"], note)},
+                    converged=np.isfinite(sp["pvalue"]),
+                )
+            )
+    return pd.DataFrame(rows, columns=ASSOC_COLUMNS)
+
+
+def _join(*parts):
+    return "; ".join(p for p in parts if p)
+
+
+def trajectory_rows(
+    models: pd.DataFrame,
+    family: str,
+    score_method: str | None = None,
+    long: pd.DataFrame | None = None,
+    responders: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """The visit x response interaction rows of a mixed-model table, as association rows
+    (feature named by its ``signature``, ``analyte`` or ``feature`` column)."""
+    m = models[models["term"].astype(str) == "interaction"].copy()
+    if score_method is not None and "score_method" in m.columns:
+        m = m[m["score_method"].astype(str) == score_method]
+    col = next(c for c in ("signature", "analyte", "feature") if c in m.columns)
+    name = m[col].astype(str)
+    if long is not None:
+        # features left out of the per-patient analysis (e.g. uninformative) stay out here too
+        keep = name.isin(set(long["feature"]))
+        m, name = m[keep], name[keep]
+    n_resp = {}
+    if long is not None and responders is not None:
+        resp = read_responders(responders)
+        d = long[["feature", "patient_id"]].drop_duplicates().merge(resp, on="patient_id")
+        n_resp = d[d["responder"] == True].groupby("feature")["patient_id"].nunique()  # noqa: E712
+        n_resp = n_resp.to_dict()
+    rows = []
+    for feat, r in zip(name.astype(str), m.itertuples(index=False), strict=True):
+        conv = str(r.converged).strip().lower() in ("true", "1")
+        boot = ""
+        if pd.notna(getattr(r, "boot_ci_low", np.nan)):
+            boot = f"bootstrap CI {r.boot_ci_low:.3g} to {r.boot_ci_high:.3g}"
+        rows.append(
+            _row(
+                feat,
+                family,
+                "trajectory",
+                "responder",
+                "mixed_model_interaction",
+                n=int(r.n_patients),
+                n_responders=n_resp.get(feat, math.nan),
+                effect=float(r.estimate),
+                ci_low=float(r.ci_low),
+                ci_high=float(r.ci_high),
+                pvalue=float(r.pvalue),
+                converged=conv,
+                note=_join(str(r.method), boot),
+            )
+        )
+    return pd.DataFrame(rows, columns=ASSOC_COLUMNS)
+
+
+def adjust(table: pd.DataFrame) -> pd.DataFrame:
+    """BH padj across features within family x measure x endpoint x test (converged rows)."""
+    out = table.copy()
+    out["padj"] = np.nan
+    conv = out["converged"].astype(str).str.lower().isin(["true", "1"])
+    ok = conv & np.isfinite(out["pvalue"].astype(float))
+    for _, idx in out[ok].groupby(["family", "measure", "endpoint", "test"]).groups.items():
+        out.loc[idx, "padj"] = bh_adjust(out.loc[idx, "pvalue"].to_numpy(float))
+    return out
+
+
+def sort_table(table: pd.DataFrame, measures) -> pd.DataFrame:
+    """Rows ordered by family, feature, measure (protocol order), test."""
+    fam = {f: i for i, f in enumerate(FAMILIES)}
+    mea = {m: i for i, m in enumerate([*measures, "trajectory"])}
+    tst = {t: i for i, t in enumerate(TESTS)}
+    t = table.assign(
+        _f=table["family"].map(fam), _m=table["measure"].map(mea), _t=table["test"].map(tst)
+    )
+    t = t.sort_values(["_f", "feature", "_m", "_t"], kind="mergesort")
+    return t.drop(columns=["_f", "_m", "_t"]).reset_index(drop=True)[ASSOC_COLUMNS]
+
+
+def response_associations(
+    features: dict,
+    responders: pd.DataFrame,
+    visits,
+    baseline: str = "D0",
+    early_visits=("D7", "D14"),
+    auc_end: str = "D28",
+    auc_of: str = "change",
+    models: dict | None = None,
+    score_method: str | None = None,
+    seed: int = 0,
+    n_boot: int = 2000,
+    n_perm: int = 9999,
+    level: float = 0.95,
+    min_per_group: int = 3,
+) -> pd.DataFrame:
+    """The whole association table: ``features`` maps family -> long table, ``models``
+    family -> mixed-model table (trajectory rows); BH-adjusted, sorted."""
+    parts = []
+    for family, long in features.items():
+        if long is None or long.empty:
+            continue
+        meas = patient_measures(long, visits, baseline, early_visits, auc_end, auc_of)
+        note = "gene chosen by LRT on these samples: p descriptive" if family == "gene" else ""
+        log.info("response: %s: %d features", family, long["feature"].nunique())
+        parts.append(
+            associate(
+                meas,
+                responders,
+                family,
+                seed=seed,
+                n_boot=n_boot,
+                n_perm=n_perm,
+                level=level,
+                min_per_group=min_per_group,
+                note=note,
+            )
+        )
+    for family, m in (models or {}).items():
+        if m is None or m.empty:
+            continue
+        parts.append(
+            trajectory_rows(
+                m,
+                family,
+                score_method if family == "signature" else None,
+                features.get(family),
+                responders,
+            )
+        )
+    parts = [p for p in parts if not p.empty]
+    table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=ASSOC_COLUMNS)
+    table = adjust(table)
+    return sort_table(table, measure_names(early_visits, auc_end))
+
+
+# --------------------------------------------------------------------------------------------
+# Figures
+# --------------------------------------------------------------------------------------------
+
+
+def top_features(table: pd.DataFrame, k: int = 20, measures=None) -> pd.DataFrame:
+    """Mann-Whitney rows with the smallest p-values (ties: AUC farthest from 0.5)."""
+    t = table[(table["test"] == "mann_whitney") & np.isfinite(table["pvalue"].astype(float))]
+    if measures is not None:
+        t = t[t["measure"].isin(list(measures))]
+    t = t.assign(_d=-(t["auc"].astype(float) - 0.5).abs())
+    t = t.sort_values(["pvalue", "_d", "family", "feature", "measure"], kind="mergesort")
+    return t.drop(columns="_d").head(k).reset_index(drop=True)
+
+
+def _label(r):
+    return f"{r.feature} ({r.family}) {r.measure}"
+
+
+def plot_auc_forest(table: pd.DataFrame, k: int = 20):
+    """Forest plot: AUC and bootstrap CI of the top feature x measure rows."""
+    import matplotlib.pyplot as plt
+
+    top = top_features(table, k)
+    fig, ax = plt.subplots(figsize=(7.5, 0.32 * max(len(top), 3) + 1.4))
+    colors = dict(zip(FAMILIES, OKABE_ITO[2:5], strict=True))
+    y = np.arange(len(top))[::-1]
+    for yi, r in zip(y, top.itertuples(index=False), strict=True):
+        c = colors.get(r.family, "black")
+        ax.plot([r.ci_low, r.ci_high], [yi, yi], color=c, lw=1.5)
+        ax.plot(r.auc, yi, "o", color=c, ms=5)
+        mark = "*" if pd.notna(r.padj) and r.padj < 0.05 else ""
+        ax.text(
+            1.02,
+            yi,
+            f"p={r.pvalue:.2g}{mark}",
+            va="center",
+            fontsize=7,
+            transform=ax.get_yaxis_transform(),
+        )
+    ax.axvline(0.5, color="grey", ls="--", lw=0.8)
+    ax.set_yticks(y, [_label(r) for r in top.itertuples(index=False)], fontsize=7)
+    ax.set_xlim(-0.03, 1.03)
+    ax.set_xlabel("AUC: P(responder value < non-responder value), 95% bootstrap CI")
+    for fam, c in colors.items():
+        ax.plot([], [], "o", color=c, label=fam)
+    ax.legend(loc="lower left", fontsize=7, frameon=False)
+    ax.set_title(
+        f"Top {len(top)} associations with response (Mann-Whitney; * FDR < 0.05)", fontsize=9
+    )
+    if top.empty:
+        ax.text(0.5, 0.5, "no testable feature", ha="center", transform=ax.transAxes)
+    return fig
+
+
+def plot_early_change(
+    long_by_family: dict,
+    responders: pd.DataFrame,
+    table: pd.DataFrame,
+    baseline: str = "D0",
+    early_visits=("D7", "D14"),
+    k: int = 6,
+):
+    """Paired dot plots (baseline to early visits, one line per patient) of the top features
+    for early change, responders and non-responders side by side."""
+    import matplotlib.pyplot as plt
+
+    top = top_features(table, 10 * k, measures=[f"change_{v}" for v in early_visits])
+    top = top.drop_duplicates(["family", "feature"]).head(k)
+    resp = read_responders(responders)
+    ncol = min(3, max(len(top), 1))
+    nrow = max(1, math.ceil(len(top) / ncol))
+    fig, axes = plt.subplots(nrow, ncol, figsize=(3.6 * ncol, 3.0 * nrow), squeeze=False)
+    vis = [baseline, *early_visits]
+    for ax, r in zip(axes.ravel(), top.itertuples(index=False), strict=False):
+        d = long_by_family[r.family]
+        d = d[(d["feature"] == r.feature) & d["visit"].isin(vis)]
+        d = d.merge(resp, on="patient_id")
+        for gi, (flag, label) in enumerate(((True, "responder"), (False, "non-responder"))):
+            g = d[d["responder"] == flag]  # noqa: E712
+            for _, p in g.groupby("patient_id"):
+                xs = [gi * (len(vis) + 1) + vis.index(v) for v in p["visit"]]
+                order = np.argsort(xs)
+                ax.plot(
+                    np.array(xs)[order],
+                    p["value"].to_numpy()[order],
+                    "-o",
+                    ms=3,
+                    lw=0.8,
+                    alpha=0.7,
+                    color=RESPONSE_COLORS[label],
+                )
+        ticks = [gi * (len(vis) + 1) + j for gi in range(2) for j in range(len(vis))]
+        ax.set_xticks(ticks, vis * 2, fontsize=7)
+        ax.set_title(
+            f"{r.feature} ({r.family})\n{r.measure}: AUC {r.auc:.2f}, p={r.pvalue:.2g}", fontsize=8
+        )
+        ax.tick_params(axis="y", labelsize=7)
+    for ax in axes.ravel()[len(top) :]:
+        ax.axis("off")
+    for label in ("responder", "non-responder"):
+        axes[0, 0].plot([], [], "-o", color=RESPONSE_COLORS[label], label=label)
+    axes[0, 0].legend(fontsize=7, frameon=False)
+    fig.suptitle("Early change by response group (one line per patient)", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def plot_effect_heatmap(table: pd.DataFrame, measures, k: int = 40, fdr: float = 0.05):
+    """Heatmap features x measures coloured by Mann-Whitney AUC; * FDR < fdr, . p < 0.05."""
+    import matplotlib.pyplot as plt
+
+    t = table[(table["test"] == "mann_whitney") & table["measure"].isin(list(measures))]
+    best = t.groupby(["family", "feature"])["pvalue"].min().sort_values(kind="mergesort")
+    keep = best.head(k).index
+    t = t.set_index(["family", "feature"]).loc[lambda x: x.index.isin(keep)].reset_index()
+    rows = [f"{f} ({fam})" for fam, f in keep]
+    auc = t.pivot_table(index=["family", "feature"], columns="measure", values="auc")
+    auc = auc.reindex(index=keep, columns=list(measures))
+    padj = t.pivot_table(index=["family", "feature"], columns="measure", values="padj")
+    padj = padj.reindex(index=keep, columns=list(measures))
+    pv = t.pivot_table(index=["family", "feature"], columns="measure", values="pvalue")
+    pv = pv.reindex(index=keep, columns=list(measures))
+    fig, ax = plt.subplots(figsize=(1.1 * len(measures) + 3.2, 0.26 * max(len(rows), 3) + 1.6))
+    im = ax.imshow(auc.to_numpy(float), cmap="RdBu_r", vmin=0, vmax=1, aspect="auto")
+    for i in range(len(rows)):
+        for j in range(len(measures)):
+            q, p = padj.iat[i, j], pv.iat[i, j]
+            mark = "*" if pd.notna(q) and q < fdr else ("." if pd.notna(p) and p < 0.05 else "")
+            if mark:
+                dark = abs(auc.iat[i, j] - 0.5) > 0.3
+                ax.text(
+                    j,
+                    i,
+                    mark,
+                    ha="center",
+                    va="center",
+                    fontsize=9,
+                    color="white" if dark else "black",
+                )
+    ax.set_xticks(range(len(measures)), list(measures), rotation=30, ha="right", fontsize=8)
+    ax.set_yticks(range(len(rows)), rows, fontsize=7)
+    cb = fig.colorbar(im, ax=ax, shrink=0.6)
+    cb.set_label("AUC (>0.5: lower in responders)", fontsize=8)
+    ax.set_title(f"Association with response (* FDR < {fdr:g}, . p < 0.05)", fontsize=9)
+    return fig
+
+
+def safe_name(text: str) -> str:
+    """A file-name-safe version of a feature name."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", str(text)).strip("_") or "feature"
+
+
+UPSTREAM = {
+    "scores": "signatures/scores.tsv",
+    "signature_models": "signatures/mixed_models.tsv",
+    "cytokines": "cytokines/values.tsv",
+    "cytokine_models": "cytokines/mixed_models.tsv",
+    "lrt_time": "de/lrt_time.tsv",
+    "lrt_time_by_response": "de/lrt_time_by_response.tsv",
+}
+
+
+def workflow_inputs(res, produced) -> dict:
+    """Named inputs of the association rule: responders, plus each upstream table some rule of
+    the workflow writes (``produced``: output paths); ``res`` maps a path under results."""
+    files = {"responders": res("clinical/responders.tsv")}
+    files.update({k: res(p) for k, p in UPSTREAM.items() if res(p) in produced})
+    if "lrt_time" in files or "lrt_time_by_response" in files:
+        vst = res("expression/normalized.h5ad")
+        # without the expression stage: log2-CPM of the validated raw counts
+        files["expression"] = vst if vst in produced else res("inputs/validated/counts.h5ad")
+    return files

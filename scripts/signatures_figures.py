@@ -1,0 +1,27 @@
+"""Rule signatures_figures: per-signature spaghetti plots and the mean-change heatmap."""
+
+import re
+from pathlib import Path
+
+import pandas as pd
+from rhlh.io import save_figure
+from rhlh.logs import setup_logging
+from rhlh.signatures import plot_change_heatmap, plot_spaghetti
+
+sm = snakemake  # noqa: F821
+log = setup_logging(sm)
+p = sm.params
+scores = pd.read_csv(sm.input.scores, sep="\t", dtype={"sample_id": str, "patient_id": str})
+responders = pd.read_csv(sm.input.responders, sep="\t", dtype=str, keep_default_na=False)
+missing = pd.read_csv(sm.input.missing, sep="\t", dtype={"signature": str}, keep_default_na=False)
+table = pd.read_csv(sm.input.mean_change, sep="\t", dtype={"signature": str})
+outdir = Path(sm.output.spaghetti)
+outdir.mkdir(parents=True, exist_ok=True)
+for r in missing.itertuples():
+    used = str(r.used) == "True"
+    note = None if used else f"not scored: {r.reason}"
+    fig = plot_spaghetti(scores, responders, r.signature, p.method, p.visits, note=note)
+    save_figure(fig, outdir / (re.sub(r"[^A-Za-z0-9_.-]", "_", r.signature) + ".png"))
+log.info("%d spaghetti plots in %s", len(missing), outdir)
+heat = plot_change_heatmap(table[table["method"] == p.method], p.visits, p.baseline, p.method)
+save_figure(heat, sm.output.heatmap)

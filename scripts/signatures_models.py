@@ -1,0 +1,45 @@
+"""Rule signatures_models: change from baseline and score ~ visit * responder + (1|patient)."""
+
+import pandas as pd
+from rhlh.io import write_tsv
+from rhlh.logs import setup_logging
+from rhlh.signatures import (
+    fit_signature_models,
+    mean_change_table,
+    signature_change_from_baseline,
+)
+
+sm = snakemake  # noqa: F821
+log = setup_logging(sm)
+p = sm.params
+scores = pd.read_csv(sm.input.scores, sep="\t", dtype={"sample_id": str, "patient_id": str})
+responders = pd.read_csv(sm.input.responders, sep="\t", dtype=str, keep_default_na=False)
+change = signature_change_from_baseline(scores, responders, methods=p.methods, baseline=p.baseline)
+write_tsv(change, sm.output.change)
+write_tsv(mean_change_table(change, p.visits, p.baseline), sm.output.mean_change)
+log.info(
+    "fitting mixed models for %d signature x method features (n_boot=%d)",
+    change["feature"].nunique(),
+    p.n_boot,
+)
+models = fit_signature_models(
+    scores,
+    responders,
+    p.visits,
+    methods=p.methods,
+    baseline=p.baseline,
+    seed=p.seed,
+    n_boot=p.n_boot,
+    min_patients=p.min_patients,
+    interaction_test=p.interaction_test,
+)
+write_tsv(models, sm.output.models)
+inter = models[models["term"] == "interaction"]
+for r in inter.itertuples():
+    log.info(
+        "%s (%s): interaction estimate %.3g, p = %.3g",
+        r.signature,
+        r.score_method,
+        r.estimate,
+        r.pvalue,
+    )

@@ -1,0 +1,137 @@
+# Stage clinical: responders, survival until HSCT, Simon decision, response rates,
+# time to response, reactivation, safety, PK and the one-page endpoint table.
+
+CLIN = config.get("clinical", {})
+CLIN_EVENTS = [res("inputs/validated/events.tsv")] if INPUTS["events"] else []
+CLIN_FILES = {"patients": INPUTS["patients"], "responses": INPUTS["responses"]}
+
+
+rule clinical_responders:
+    input:
+        patients=res("inputs/validated/patients.tsv"),
+        responses=res("inputs/validated/responses.tsv"),
+    output:
+        report(
+            res("clinical/responders.tsv"),
+            caption="../report/clinical_responders.rst",
+            category="Clinical",
+        ),
+    log:
+        logp("clinical_responders"),
+    conda:
+        "../../envs/clinical.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    params:
+        definition=CLIN.get("responder_definition", "cr_pr_d28"),
+        horizon=CLIN.get("horizon_days", 56),
+        files=CLIN_FILES,
+    script:
+        "../../scripts/clinical_responders.py"
+
+
+rule clinical_endpoints:
+    input:
+        patients=res("inputs/validated/patients.tsv"),
+        responses=res("inputs/validated/responses.tsv"),
+        events=CLIN_EVENTS,
+    output:
+        endpoints=report(
+            res("clinical/endpoints.tsv"),
+            caption="../report/clinical_endpoints.rst",
+            category="Clinical",
+        ),
+        survival=res("clinical/survival.tsv"),
+        survival_patients=res("clinical/survival_patients.tsv"),
+        km=report(
+            res("clinical/figures/km.png"),
+            caption="../report/clinical_km.rst",
+            category="Clinical",
+        ),
+        simon=report(
+            res("clinical/simon.tsv"),
+            caption="../report/clinical_simon.rst",
+            category="Clinical",
+        ),
+        simon_decision=res("clinical/simon_decision.tsv"),
+        rates=res("clinical/response_rates.tsv"),
+        rates_fig=report(
+            res("clinical/figures/response_rates.png"),
+            caption="../report/clinical_response_rates.rst",
+            category="Clinical",
+        ),
+        ttr=res("clinical/time_to_response.tsv"),
+        ttr_patients=res("clinical/time_to_response_patients.tsv"),
+        cuminc=report(
+            res("clinical/figures/cumulative_incidence.png"),
+            caption="../report/clinical_cumulative_incidence.rst",
+            category="Clinical",
+        ),
+        reactivation=res("clinical/reactivation.tsv"),
+        reactivation_cuminc=res("clinical/reactivation_cuminc.tsv"),
+        safety=res("clinical/safety.tsv"),
+        viral=res("clinical/viral_infections.tsv"),
+    log:
+        logp("clinical_endpoints"),
+    conda:
+        "../../envs/clinical.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        horizon=CLIN.get("horizon_days", 56),
+        visits=CLIN.get(
+            "response_visits", ["D7", "D14", "D21", "D28", "W8", "PRECOND1"]
+        ),
+        policy=CLIN.get("rate_policy", {}),
+        primary_missing=CLIN.get("primary_missing", "failure"),
+        hsct_competing=CLIN.get("hsct_competing", False),
+        simon=CLIN.get("simon", {}),
+        files=CLIN_FILES,
+    script:
+        "../../scripts/clinical_endpoints.py"
+
+
+rule clinical_pk:
+    input:
+        pk=res("inputs/validated/pk.tsv"),
+    output:
+        summary=report(
+            res("clinical/pk.tsv"),
+            caption="../report/clinical_pk.rst",
+            category="Clinical",
+        ),
+        values=res("clinical/pk_values.tsv"),
+        ratio=res("clinical/pk_csf_plasma_ratio.tsv"),
+        plasma=report(
+            res("clinical/figures/pk_plasma.png"),
+            caption="../report/clinical_pk.rst",
+            category="Clinical",
+        ),
+        csf=report(
+            res("clinical/figures/pk_csf.png"),
+            caption="../report/clinical_pk.rst",
+            category="Clinical",
+        ),
+    log:
+        logp("clinical_pk"),
+    conda:
+        "../../envs/clinical.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    params:
+        substitution=CLIN.get("pk_substitution", "lloq/2"),
+        visits=config["visits"] + ["PRECOND8"],
+    script:
+        "../../scripts/clinical_pk.py"
+
+
+TARGETS["clinical"] = [
+    res("clinical/responders.tsv"),
+    res("clinical/endpoints.tsv"),
+] + ([res("clinical/pk.tsv")] if INPUTS["pk"] else [])

@@ -1,0 +1,123 @@
+# Stage de: differential expression over visits with pydeseq2 (Wald test of each visit vs
+# baseline, paired by patient), DESeq2-style likelihood-ratio tests (any change over time;
+# responder-specific trajectory), single-count outlier handling, volcano/MA/heatmap figures.
+from rhlh.design import DEFAULT_DE_DESIGNS as _DE_DEFAULT
+from rhlh.design import parse_design_specs as _de_parse_specs
+from rhlh.design import workflow_table_keys as _de_table_keys
+
+DE = config.get("de", {})
+DE_BASELINE = config["baseline_visit"]
+DE_VISITS = [v for v in config["visits"] if v != DE_BASELINE]
+DE_DESIGNS = DE.get("designs", _DE_DEFAULT)
+DE_SPECS = _de_parse_specs(DE_DESIGNS, source="config (de.designs)")
+DE_FIGURE_DESIGN = DE.get("figure_design", "visit")
+# output tables, known from the config alone: <design>/<contrast> and lrt_<test>
+DE_KEYS = _de_table_keys(DE_SPECS, config["visits"], DE_BASELINE)
+DE_FIG_VISITS = [
+    v for v in DE_VISITS if f"{DE_FIGURE_DESIGN}/{v}_vs_{DE_BASELINE}" in DE_KEYS
+]
+
+
+rule de_fit:
+    input:
+        counts=res("inputs/validated/counts.h5ad"),
+        responders=res("clinical/responders.tsv"),
+        gmt=config.get("genesets", []),
+    output:
+        tables=[
+            (
+                report(
+                    res(f"de/{k}.tsv"),
+                    caption="../report/de_lrt.rst",
+                    category="Differential expression",
+                )
+                if k.startswith("lrt_")
+                else res(f"de/{k}.tsv")
+            )
+            for k in DE_KEYS
+        ],
+        outliers=report(
+            res("de/outlier_counts.tsv"),
+            caption="../report/de_outliers.rst",
+            category="Differential expression",
+        ),
+        dropped=res("de/dropped_samples.tsv"),
+    log:
+        logp("de_fit"),
+    conda:
+        "../../envs/de.yaml"
+    threads: 2
+    resources:
+        mem_mb=lambda wc, attempt: 4000 * attempt,
+        runtime=120,
+    params:
+        designs=DE_DESIGNS,
+        table_keys=DE_KEYS,
+        visits=config["visits"],
+        baseline=DE_BASELINE,
+        alpha=DE.get("alpha", 0.05),
+        min_patients_per_visit=DE.get("min_patients_per_visit", 3),
+        min_total_count=DE.get("min_total_count", 10),
+        shrink=DE.get("shrink", True),
+        outlier_handling=DE.get("outlier_handling", True),
+        outlier_score=DE.get("outlier_score", 10.0),
+        exclude_samples=config.get("expression", {}).get("exclude_samples", []),
+    script:
+        "../../scripts/de_fit.py"
+
+
+rule de_figures:
+    input:
+        visit=[
+            res(f"de/{DE_FIGURE_DESIGN}/{v}_vs_{DE_BASELINE}.tsv")
+            for v in DE_FIG_VISITS
+        ],
+    output:
+        volcano=[
+            report(
+                res(f"de/figures/volcano_{v}_vs_{DE_BASELINE}.png"),
+                caption="../report/de_volcano.rst",
+                category="Differential expression",
+                subcategory="Volcano plots",
+            )
+            for v in DE_FIG_VISITS
+        ],
+        ma=[
+            report(
+                res(f"de/figures/ma_{v}_vs_{DE_BASELINE}.png"),
+                caption="../report/de_ma.rst",
+                category="Differential expression",
+                subcategory="MA plots",
+            )
+            for v in DE_FIG_VISITS
+        ],
+        heatmap=report(
+            res("de/figures/signature_heatmap.png"),
+            caption="../report/de_signature_heatmap.rst",
+            category="Differential expression",
+        ),
+    log:
+        logp("de_figures"),
+    conda:
+        "../../envs/de.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=20,
+    params:
+        visits=DE_FIG_VISITS,
+        baseline=DE_BASELINE,
+        alpha=DE.get("alpha", 0.05),
+        label_top=DE.get("label_top", 10),
+        heatmap_max_genes=DE.get("heatmap_max_genes", 60),
+    script:
+        "../../scripts/de_figures.py"
+
+
+TARGETS["de"] = (
+    rules.de_fit.output.tables
+    + [rules.de_fit.output.outliers, rules.de_fit.output.dropped]
+    + rules.de_figures.output.volcano
+    + rules.de_figures.output.ma
+    + [rules.de_figures.output.heatmap]
+)

@@ -1,0 +1,112 @@
+# Stage expression: gene filter, DESeq2 size factors, VST and log-CPM (normalize), then
+# sample QC: library sizes, PCA, sample distances, outlier flags, batch variance (qc).
+
+EXPR = config.get("expression", {})
+EXPR_FIGURES = [
+    "library_sizes",
+    "pca_visit",
+    "pca_batch",
+    "pca_responder",
+    "pca_patient",
+    "sample_distances",
+    "batch_variance",
+]
+
+
+rule expression_normalize:
+    input:
+        counts=res("inputs/validated/counts.h5ad"),
+        samples=res("inputs/validated/samples.tsv"),
+        by_cell_type=(
+            [res("inputs/validated/counts_by_cell_type.h5ad")]
+            if HAS_CELL_TYPES
+            else []
+        ),
+    output:
+        h5ad=res("expression/normalized.h5ad"),
+        gene_filter=res("expression/gene_filter.tsv"),
+        by_cell_type=(
+            [res("expression/normalized_by_cell_type.h5ad")] if HAS_CELL_TYPES else []
+        ),
+    log:
+        logp("expression_normalize"),
+    conda:
+        "../../envs/expression.yaml"
+    threads: 2
+    resources:
+        mem_mb=lambda wc, attempt: 4000 * attempt,
+        runtime=60,
+    params:
+        min_count=EXPR.get("min_count", 10),
+        min_samples=EXPR.get("min_samples", 3),
+        size_factors=EXPR.get("size_factors", "ratio"),
+        pseudobulk_size_factors=EXPR.get("pseudobulk_size_factors", "poscounts"),
+        vst_fit_type=EXPR.get("vst_fit_type", "parametric"),
+        exclude_samples=EXPR.get("exclude_samples", []),
+    script:
+        "../../scripts/expression_normalize.py"
+
+
+rule expression_qc:
+    input:
+        normalized=res("expression/normalized.h5ad"),
+        counts=res("inputs/validated/counts.h5ad"),
+        # responder colours only when the clinical stage is part of the workflow (checked
+        # lazily, after every include)
+        responders=lambda wc: [
+            p
+            for p in [res("clinical/responders.tsv")]
+            if any(r.is_producer(p) for r in workflow.rules)
+        ],
+    output:
+        qc=report(
+            res("expression/qc.tsv"),
+            caption="../report/expression_qc.rst",
+            category="Expression QC",
+        ),
+        batch_variance=report(
+            res("expression/batch_variance.tsv"),
+            caption="../report/expression_batch_variance.rst",
+            category="Expression QC",
+        ),
+        distances=res("expression/sample_distances.tsv"),
+        figures=[
+            report(
+                res(f"expression/figures/{name}.png"),
+                caption=f"../report/expression_{name}.rst",
+                category="Expression QC",
+            )
+            for name in EXPR_FIGURES
+        ],
+    log:
+        logp("expression_qc"),
+    conda:
+        "../../envs/expression.yaml"
+    threads: 1
+    resources:
+        mem_mb=lambda wc, attempt: 4000 * attempt,
+        runtime=30,
+    params:
+        visits=config["visits"],
+        exclude_samples=EXPR.get("exclude_samples", []),
+        pca_top_genes=EXPR.get("pca_top_genes", 500),
+        variance_pcs=EXPR.get("variance_pcs", 10),
+        outlier_top_genes=EXPR.get("outlier_top_genes", 1000),
+        outlier_neighbors=EXPR.get("outlier_neighbors", 3),
+        outlier_z=EXPR.get("outlier_z", 5.0),
+        libsize_mads=EXPR.get("libsize_mads", 3.0),
+        min_library_size=EXPR.get("min_library_size", 0),
+        figures=EXPR_FIGURES,
+    script:
+        "../../scripts/expression_qc.py"
+
+
+TARGETS["expression"] = [
+    res("expression/normalized.h5ad"),
+    res("expression/gene_filter.tsv"),
+    res("expression/qc.tsv"),
+    res("expression/batch_variance.tsv"),
+    res("expression/sample_distances.tsv"),
+] + [res(f"expression/figures/{name}.png") for name in EXPR_FIGURES]
+if HAS_CELL_TYPES:
+    TARGETS["expression"].append(res("expression/normalized_by_cell_type.h5ad"))
