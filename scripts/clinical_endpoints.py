@@ -1,6 +1,7 @@
 """Rule clinical_endpoints: every clinical outcome measure as tables, figures and one summary."""
 
 import pandas as pd
+
 from rhlh import clinical as c
 from rhlh.io import save_figure, write_tsv
 from rhlh.logs import setup_logging

@@ -5,10 +5,11 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from scipy import stats
+
 from rhlh.io import save_figure
 from rhlh.logs import setup_logging
 from rhlh.plotting import RESPONSE_COLORS, response_label
-from scipy import stats
 
 sm = snakemake  # noqa: F821
 log = setup_logging(sm)

@@ -1,6 +1,7 @@
 """Rule cytokines_models: change from baseline and log10(value) ~ visit * responder mixed models."""
 
 import pandas as pd
+
 from rhlh import cytokines as cy
 from rhlh.io import write_tsv
 from rhlh.logs import setup_logging

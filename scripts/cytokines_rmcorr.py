@@ -1,6 +1,7 @@
 """Rule cytokines_rmcorr: repeated-measures correlation of cytokines with signature scores."""
 
 import pandas as pd
+
 from rhlh import cytokines as cy
 from rhlh.io import write_tsv
 from rhlh.logs import setup_logging

@@ -1,6 +1,7 @@
 """Rule cytokines_values: censoring, plate effects and one log10 value per sample x analyte."""
 
 import pandas as pd
+
 from rhlh import cytokines as cy
 from rhlh.io import write_tsv
 from rhlh.logs import setup_logging

@@ -4,6 +4,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
+
 from rhlh.io import read_table, save_figure
 from rhlh.logs import setup_logging
 from rhlh.plotting import OKABE_ITO

@@ -3,6 +3,7 @@
 import anndata as ad
 import numpy as np
 import pandas as pd
+
 from rhlh import de
 from rhlh.design import Contrast, parse_design_specs
 from rhlh.io import read_table, write_tsv

@@ -3,6 +3,7 @@
 import anndata as ad
 import numpy as np
 import pandas as pd
+
 from rhlh import expression as ex
 from rhlh.io import write_h5ad, write_tsv
 from rhlh.logs import setup_logging

@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import anndata as ad
+
 from rhlh import expression as ex
 from rhlh import plotting
 from rhlh import qc_plots as qp

@@ -1,6 +1,7 @@
 """Rule ingest_counts: raw counts (matrix, featureCounts or h5ad) to one samples x genes AnnData."""
 
 import pandas as pd
+
 from rhlh.counts import build_count_objects, read_counts
 from rhlh.io import write_h5ad
 from rhlh.logs import setup_logging

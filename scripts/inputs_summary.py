@@ -4,6 +4,7 @@ from pathlib import Path
 
 import anndata as ad
 import pandas as pd
+
 from rhlh.io import write_tsv
 from rhlh.logs import setup_logging
 from rhlh.validate import summarize

@@ -1,6 +1,7 @@
 """Rule report_summary: the landing figure and the headline table of the report."""
 
 import pandas as pd
+
 from rhlh.io import save_figure, write_tsv
 from rhlh.logs import setup_logging
 from rhlh.longitudinal import change_from_baseline

@@ -2,6 +2,7 @@
 
 import anndata as ad
 import pandas as pd
+
 from rhlh import response as rs
 from rhlh.io import write_tsv
 from rhlh.logs import setup_logging

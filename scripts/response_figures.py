@@ -1,6 +1,7 @@
 """Rule response_figures: AUC forest plot, early-change dot plots, effect heatmap."""
 
 import pandas as pd
+
 from rhlh import response as rs
 from rhlh.io import save_figure
 from rhlh.logs import setup_logging

@@ -4,6 +4,7 @@ import re
 from pathlib import Path
 
 import pandas as pd
+
 from rhlh.io import save_figure
 from rhlh.logs import setup_logging
 from rhlh.signatures import plot_change_heatmap, plot_spaghetti

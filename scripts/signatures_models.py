@@ -1,6 +1,7 @@
 """Rule signatures_models: change from baseline and score ~ visit * responder + (1|patient)."""
 
 import pandas as pd
+
 from rhlh.io import write_tsv
 from rhlh.logs import setup_logging
 from rhlh.signatures import (

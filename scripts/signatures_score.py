@@ -1,6 +1,7 @@
 """Rule signatures_score: per-sample gene-set scores (long + wide) and the missing-gene report."""
 
 import anndata as ad
+
 from rhlh.io import write_h5ad, write_tsv
 from rhlh.logs import setup_logging
 from rhlh.signatures import load_gene_sets, method_table, score_signatures, scores_to_anndata

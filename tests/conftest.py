@@ -50,3 +50,32 @@ def files_under(root: Path):
     if not root.exists():
         return []
     return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+
+
+NETGUARD = REPO / "tests" / "netguard"
+
+
+def tree_digests(root: Path, pattern="*.tsv") -> dict[str, str]:
+    """sha256 of every file matching pattern under root, logs excluded."""
+    import hashlib
+
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob(pattern))
+        if "logs" not in p.relative_to(root).parts
+    }
+
+
+@pytest.fixture(scope="session")
+def example_run(tmp_path_factory):
+    """One complete run of the example with networking blocked; returns its working folder."""
+    work = tmp_path_factory.mktemp("example_run")
+    before = tree_digests(EXAMPLE, "*")
+    r = run_workflow(
+        work,
+        config={"cohort": str(EXAMPLE), "results": "results"},
+        env={"PYTHONPATH": str(NETGUARD)},
+    )
+    assert r.returncode == 0, r.stderr[-4000:]
+    assert tree_digests(EXAMPLE, "*") == before, "the workflow modified its input folder"
+    return work

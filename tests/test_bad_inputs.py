@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from rhlh.errors import InputError
 from rhlh.validate import validate_cohort
 from rhlh.workflow_support import check_genesets

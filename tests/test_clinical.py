@@ -3,16 +3,18 @@
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
+
 from rhlh import clinical as c
 from rhlh.errors import InputError
 from rhlh.survival import aalen_johansen, clopper_pearson, kaplan_meier, median_time
-from scipy import stats
 
 NAN = np.nan
 FILES = {"patients": "patients.tsv", "responses": "responses.tsv"}
 
 
 # --- exact binomial interval ------------------------------------------------------------------
+
 
 def test_clopper_pearson_known_values():
     lo, hi = clopper_pearson(5, 10)
@@ -34,22 +36,38 @@ def test_clopper_pearson_defining_equations(x, n):
 
 # --- Kaplan-Meier and Aalen-Johansen --------------------------------------------------------
 
+
 def test_kaplan_meier_hand_and_r():
     km = kaplan_meier([1, 2, 2, 3, 4, 5, 5, 6], [1, 1, 0, 1, 0, 1, 1, 0])
     assert km["time"].tolist() == [1, 2, 3, 4, 5, 6]
     assert km["n_at_risk"].tolist() == [8, 7, 5, 4, 3, 1]
     # 7/8, *6/7, *4/5, (censored), *1/3, (censored)
-    assert km["survival"].to_numpy() == pytest.approx([7 / 8, 0.75, 0.6, 0.6, 0.2, 0.2],
-                                                      abs=1e-12)
+    assert km["survival"].to_numpy() == pytest.approx([7 / 8, 0.75, 0.6, 0.6, 0.2, 0.2], abs=1e-12)
     greenwood = 1 / 56 + 1 / 42 + 1 / 20 + 2 / 3
     assert km["std_err"].iloc[4] == pytest.approx(0.2 * np.sqrt(greenwood), abs=1e-12)
     # R 4.x: survfit(Surv(t, e) ~ 1, conf.type = "log-log")
     assert km["ci_low"].to_numpy() == pytest.approx(
-        [0.38700001403203, 0.31480711370552, 0.19549586608500, 0.19549586608500,
-         0.00958379384876, 0.00958379384876], abs=1e-9)
+        [
+            0.38700001403203,
+            0.31480711370552,
+            0.19549586608500,
+            0.19549586608500,
+            0.00958379384876,
+            0.00958379384876,
+        ],
+        abs=1e-9,
+    )
     assert km["ci_high"].to_numpy() == pytest.approx(
-        [0.981392965879, 0.930898317091, 0.852254345762, 0.852254345762, 0.572736485552,
-         0.572736485552], abs=1e-9)
+        [
+            0.981392965879,
+            0.930898317091,
+            0.852254345762,
+            0.852254345762,
+            0.572736485552,
+            0.572736485552,
+        ],
+        abs=1e-9,
+    )
     assert median_time(km) == 5
 
 
@@ -57,11 +75,13 @@ def test_aalen_johansen_hand_and_r():
     # status 1 = event of interest, 2 = competing, 0 = censored
     cif = aalen_johansen([1, 2, 3, 3, 4, 5, 6], [1, 2, 1, 0, 2, 1, 0], cause=1)
     assert cif["cuminc"].to_numpy() == pytest.approx(
-        [1 / 7, 1 / 7, 2 / 7, 2 / 7, 10 / 21, 10 / 21], abs=1e-12)
+        [1 / 7, 1 / 7, 2 / 7, 2 / 7, 10 / 21, 10 / 21], abs=1e-12
+    )
     comp = aalen_johansen([1, 2, 3, 3, 4, 5, 6], [1, 2, 1, 0, 2, 1, 0], cause=2)
     # the two incidences and overall survival add up to one
     assert (cif["cuminc"] + comp["cuminc"] + cif["survival"]).to_numpy() == pytest.approx(
-        np.ones(6), abs=1e-12)
+        np.ones(6), abs=1e-12
+    )
     # R: survfit(Surv(t, factor(s, 0:2)) ~ 1)$pstate, state 1
     assert comp["cuminc"].iloc[-1] == pytest.approx(0.333333333333, abs=1e-9)
 
@@ -77,26 +97,43 @@ def test_aalen_johansen_without_competing_is_one_minus_km():
 
 # --- a hand cohort ----------------------------------------------------------------------------
 
+
 def cohort():
     """Six patients; index = file row numbers as rhlh.io.read_table gives them."""
-    p = pd.DataFrame({
-        "patient_id": ["P1", "P2", "P3", "P4", "P5", "P6"],
-        "last_followup_day": [10, 100, 80, 30, 70, 30],
-        "hsct_day": [NAN, 40, NAN, NAN, 50, NAN],
-        "death_day": [10, NAN, NAN, NAN, 70, 30],
-        "conditioning_day": [NAN, 33, NAN, NAN, 43, NAN],
-        "reactivation_day": [NAN, NAN, NAN, NAN, 35, NAN],
-    }, index=range(2, 8))
+    p = pd.DataFrame(
+        {
+            "patient_id": ["P1", "P2", "P3", "P4", "P5", "P6"],
+            "last_followup_day": [10, 100, 80, 30, 70, 30],
+            "hsct_day": [NAN, 40, NAN, NAN, 50, NAN],
+            "death_day": [10, NAN, NAN, NAN, 70, 30],
+            "conditioning_day": [NAN, 33, NAN, NAN, 43, NAN],
+            "reactivation_day": [NAN, NAN, NAN, NAN, 35, NAN],
+        },
+        index=range(2, 8),
+    )
     r = [
         ("P1", "D7", 7, "NR"),
-        ("P2", "D7", 7, "PR"), ("P2", "D14", 14, "PR"), ("P2", "D21", 21, "CR"),
-        ("P2", "D28", 28, "CR"), ("P2", "PRECOND1", 32, "CR"),
-        ("P3", "D7", 7, "NR"), ("P3", "D14", 14, "PR"), ("P3", "D21", 21, "PR"),
-        ("P3", "D28", 28, "NE"), ("P3", "W8", 56, "PR"),
-        ("P4", "D7", 7, "PR"), ("P4", "D14", 14, "NR"), ("P4", "D21", 21, "NR"),
-        ("P5", "D7", 7, "NR"), ("P5", "D14", 14, "NR"), ("P5", "D21", 21, "PR"),
-        ("P5", "D28", 28, "PR"), ("P5", "PRECOND1", 42, "PR"),
-        ("P6", "D7", 7, "NR"), ("P6", "D14", 14, "NR"), ("P6", "D21", 21, "NR"),
+        ("P2", "D7", 7, "PR"),
+        ("P2", "D14", 14, "PR"),
+        ("P2", "D21", 21, "CR"),
+        ("P2", "D28", 28, "CR"),
+        ("P2", "PRECOND1", 32, "CR"),
+        ("P3", "D7", 7, "NR"),
+        ("P3", "D14", 14, "PR"),
+        ("P3", "D21", 21, "PR"),
+        ("P3", "D28", 28, "NE"),
+        ("P3", "W8", 56, "PR"),
+        ("P4", "D7", 7, "PR"),
+        ("P4", "D14", 14, "NR"),
+        ("P4", "D21", 21, "NR"),
+        ("P5", "D7", 7, "NR"),
+        ("P5", "D14", 14, "NR"),
+        ("P5", "D21", 21, "PR"),
+        ("P5", "D28", 28, "PR"),
+        ("P5", "PRECOND1", 42, "PR"),
+        ("P6", "D7", 7, "NR"),
+        ("P6", "D14", 14, "NR"),
+        ("P6", "D21", 21, "NR"),
     ]
     r = pd.DataFrame(r, columns=["patient_id", "visit", "day", "response"])
     r.index = range(2, 2 + len(r))
@@ -117,13 +154,18 @@ def test_hand_cohort_is_consistent():
 def test_primary_endpoint():
     p, _ = cohort()
     st = c.primary_endpoint_status(p)
-    assert st["status"].tolist() == ["died", "alive at HSCT", "alive at week 8",
-                                     "lost to follow-up", "alive at HSCT", "died"]
+    assert st["status"].tolist() == [
+        "died",
+        "alive at HSCT",
+        "alive at week 8",
+        "lost to follow-up",
+        "alive at HSCT",
+        "died",
+    ]
     itt = c.primary_endpoint(p)
     assert (itt["x"], itt["n"], itt["n_lost"]) == (3, 6, 1)
     assert (itt["ci_low"], itt["ci_high"]) == pytest.approx(clopper_pearson(3, 6), abs=1e-12)
-    assert (itt["ci_low"], itt["ci_high"]) == pytest.approx((0.118117248, 0.881882752),
-                                                            abs=1e-8)
+    assert (itt["ci_low"], itt["ci_high"]) == pytest.approx((0.118117248, 0.881882752), abs=1e-8)
     exc = c.primary_endpoint(p, missing="exclude")
     assert (exc["x"], exc["n"]) == (3, 5)
 
@@ -133,8 +175,9 @@ def test_survival_until_hsct():
     km, risk = c.survival_until_hsct(p)
     # deaths day 10 (6 at risk) and day 30 (5 at risk; P4 censored the same day)
     assert km["time"].tolist() == [10, 30, 40, 50, 56]
-    assert km["survival"].to_numpy() == pytest.approx([5 / 6, 2 / 3, 2 / 3, 2 / 3, 2 / 3],
-                                                      abs=1e-12)
+    assert km["survival"].to_numpy() == pytest.approx(
+        [5 / 6, 2 / 3, 2 / 3, 2 / 3, 2 / 3], abs=1e-12
+    )
     assert km["n_censored"].tolist() == [0, 1, 1, 1, 1]
     assert risk["n_at_risk"].tolist() == [6, 6, 5, 5, 5, 3, 2, 2, 1]
 
@@ -152,11 +195,14 @@ def test_response_rates_policies():
     pre = rates.loc[("PRECOND1", "CR")]
     # P3 and P4 have no conditioning: not due, never in the denominator
     assert (pre["x"], pre["n"], pre["n_not_due"], pre["n_dead"]) == (1, 4, 2, 2)
-    excl = c.response_rates(p, r, policy={"dead": "exclude", "missing": "exclude",
-                                          "ne": "exclude", "hsct": "exclude"})
+    excl = c.response_rates(
+        p, r, policy={"dead": "exclude", "missing": "exclude", "ne": "exclude", "hsct": "exclude"}
+    )
     excl = excl.set_index(["visit", "outcome"])
-    assert (excl.loc[("D28", "PR_or_better"), "x"], excl.loc[("D28", "PR_or_better"), "n"]) \
-        == (2, 2)
+    assert (excl.loc[("D28", "PR_or_better"), "x"], excl.loc[("D28", "PR_or_better"), "n"]) == (
+        2,
+        2,
+    )
     assert excl.loc[("W8", "PR_or_better"), "n"] == 1
     assert excl.loc[("PRECOND1", "PR_or_better"), "n"] == 2
     with pytest.raises(ValueError):
@@ -173,7 +219,13 @@ def test_define_responders():
     assert "no D28 assessment" in d.loc[3, "reason"]
     assert d["responder"].dtype == bool
     assert c.define_responders(p, r, "cr_d28")["responder"].tolist() == [
-        False, True, False, False, False, False]
+        False,
+        True,
+        False,
+        False,
+        False,
+        False,
+    ]
     best = c.define_responders(p, r, "best_by_w8")
     assert best["responder"].tolist() == [False, True, True, True, True, False]
     assert best["response_class"].tolist() == ["NR", "CR", "PR", "PR", "PR", "NR"]
@@ -190,7 +242,8 @@ def test_time_to_first_pr_cumulative_incidence():
     assert per["status"].tolist() == [2, 1, 1, 1, 1, 2]
     # by hand: 2/6 at day 7; S = 1/2 after the day-10 death; +1/2*1/3; +1/3*1/2
     assert cif.set_index("time")["cuminc"].to_dict() == pytest.approx(
-        {7: 1 / 3, 10: 1 / 3, 14: 1 / 2, 21: 2 / 3, 30: 2 / 3}, abs=1e-12)
+        {7: 1 / 3, 10: 1 / 3, 14: 1 / 2, 21: 2 / 3, 30: 2 / 3}, abs=1e-12
+    )
     assert median_time(cif, "cuminc") == 14
 
 
@@ -218,6 +271,7 @@ def test_reactivation():
 
 # --- consistency errors -------------------------------------------------------------------------
 
+
 def _broken(kind):
     p, r = cohort()
     if kind == "hsct_before_d0":
@@ -244,18 +298,21 @@ def _broken(kind):
     return p, r
 
 
-@pytest.mark.parametrize("kind,file,row,column", [
-    ("hsct_before_d0", "patients.tsv", 3, "hsct_day"),
-    ("death_before_hsct", "patients.tsv", 6, "hsct_day"),
-    ("response_after_death", "responses.tsv", 24, "day"),
-    ("followup_after_death", "patients.tsv", 2, "last_followup_day"),
-    ("conditioning_after_hsct", "patients.tsv", 3, "conditioning_day"),
-    ("reactivation_without_response", "patients.tsv", 7, "reactivation_day"),
-    ("bad_response", "responses.tsv", 4, "response"),
-    ("duplicate_visit", "responses.tsv", 5, "visit"),
-    ("unknown_patient", "responses.tsv", 9, "patient_id"),
-    ("response_after_followup", "responses.tsv", 24, "day"),
-])
+@pytest.mark.parametrize(
+    "kind,file,row,column",
+    [
+        ("hsct_before_d0", "patients.tsv", 3, "hsct_day"),
+        ("death_before_hsct", "patients.tsv", 6, "hsct_day"),
+        ("response_after_death", "responses.tsv", 24, "day"),
+        ("followup_after_death", "patients.tsv", 2, "last_followup_day"),
+        ("conditioning_after_hsct", "patients.tsv", 3, "conditioning_day"),
+        ("reactivation_without_response", "patients.tsv", 7, "reactivation_day"),
+        ("bad_response", "responses.tsv", 4, "response"),
+        ("duplicate_visit", "responses.tsv", 5, "visit"),
+        ("unknown_patient", "responses.tsv", 9, "patient_id"),
+        ("response_after_followup", "responses.tsv", 24, "day"),
+    ],
+)
 def test_consistency_errors(kind, file, row, column):
     p, r = _broken(kind)
     with pytest.raises(InputError) as err:
@@ -266,16 +323,20 @@ def test_consistency_errors(kind, file, row, column):
 
 # --- safety and PK ------------------------------------------------------------------------------
 
+
 def events():
-    return pd.DataFrame([
-        ("P1", 3, "adverse_event", "neutropenia", 2, "new"),
-        ("P1", 8, "adverse_event", "neutropenia", 4, "worsening"),
-        ("P2", 5, "adverse_event", "neutropenia", 1, "new"),
-        ("P3", 9, "adverse_event", "rash", 3, "new"),
-        ("P2", 12, "viral_infection", "CMV", 2, "new"),
-        ("P2", 19, "viral_infection", "CMV", 3, "worsening"),
-        ("P4", 4, "viral_infection", "EBV", 1, "new"),
-    ], columns=["patient_id", "day", "category", "term", "grade", "status"])
+    return pd.DataFrame(
+        [
+            ("P1", 3, "adverse_event", "neutropenia", 2, "new"),
+            ("P1", 8, "adverse_event", "neutropenia", 4, "worsening"),
+            ("P2", 5, "adverse_event", "neutropenia", 1, "new"),
+            ("P3", 9, "adverse_event", "rash", 3, "new"),
+            ("P2", 12, "viral_infection", "CMV", 2, "new"),
+            ("P2", 19, "viral_infection", "CMV", 3, "worsening"),
+            ("P4", 4, "viral_infection", "EBV", 1, "new"),
+        ],
+        columns=["patient_id", "day", "category", "term", "grade", "status"],
+    )
 
 
 def test_adverse_events_by_term_and_worst_grade():
@@ -294,22 +355,28 @@ def test_viral_infections_per_patient():
     p, _ = cohort()
     vi = c.viral_infections(events(), p).set_index("patient_id")
     assert len(vi) == 6
-    assert (vi.loc["P2", "n_new"], vi.loc["P2", "n_worsening"], vi.loc["P2", "worst_grade"]) \
-        == (1, 1, 3)
+    assert (vi.loc["P2", "n_new"], vi.loc["P2", "n_worsening"], vi.loc["P2", "worst_grade"]) == (
+        1,
+        1,
+        3,
+    )
     assert vi.loc["P4", "terms"] == "EBV" and vi.loc["P1", "n_new"] == 0
 
 
 def pk():
-    return pd.DataFrame([
-        ("P1", 0, "D0", "plasma", "OOR <", "ng/mL", 0.5),
-        ("P1", 7, "D7", "plasma", "25.0", "ng/mL", 0.5),
-        ("P1", 7, "D7", "csf", "<0.5", "ng/mL", 0.5),
-        ("P2", 7, "D7", "plasma", "<LLOQ", "ng/mL", 1.0),
-        ("P2", 7, "D7", "csf", "2.0", "ng/mL", 0.5),
-        ("P3", 7, "D7", "plasma", "40", "ng/mL", 0.5),
-        ("P3", 7, "D7", "csf", "1.0", "ng/mL", 0.5),
-        ("P3", 14, "D14", "plasma", ">100", "ng/mL", 0.5),
-    ], columns=["patient_id", "day", "visit", "matrix", "concentration", "unit", "lloq"])
+    return pd.DataFrame(
+        [
+            ("P1", 0, "D0", "plasma", "OOR <", "ng/mL", 0.5),
+            ("P1", 7, "D7", "plasma", "25.0", "ng/mL", 0.5),
+            ("P1", 7, "D7", "csf", "<0.5", "ng/mL", 0.5),
+            ("P2", 7, "D7", "plasma", "<LLOQ", "ng/mL", 1.0),
+            ("P2", 7, "D7", "csf", "2.0", "ng/mL", 0.5),
+            ("P3", 7, "D7", "plasma", "40", "ng/mL", 0.5),
+            ("P3", 7, "D7", "csf", "1.0", "ng/mL", 0.5),
+            ("P3", 14, "D14", "plasma", ">100", "ng/mL", 0.5),
+        ],
+        columns=["patient_id", "day", "visit", "matrix", "concentration", "unit", "lloq"],
+    )
 
 
 def test_pk_censoring_substitution_and_ratio():
@@ -332,13 +399,20 @@ def test_pk_censoring_substitution_and_ratio():
 
 # --- endpoints table and figures ----------------------------------------------------------------
 
+
 def test_endpoints_table():
     p, r = cohort()
     km, _ = c.survival_until_hsct(p)
     rates = c.response_rates(p, r)
     ttr = {"PR": c.time_to_response(p, r, "PR")[1], "CR": c.time_to_response(p, r, "CR")[1]}
-    tab = c.endpoints_table(primary=c.primary_endpoint(p), km=km, rates=rates, ttr=ttr,
-                            react=c.reactivation(p, r), safety=(2, 6))
+    tab = c.endpoints_table(
+        primary=c.primary_endpoint(p),
+        km=km,
+        rates=rates,
+        ttr=ttr,
+        react=c.reactivation(p, r),
+        safety=(2, 6),
+    )
     assert tab.columns.tolist() == ["endpoint", "estimate", "ci_low", "ci_high", "n", "note"]
     e = tab.set_index("endpoint")
     assert e.loc["alive at HSCT or week 8 (primary)", "estimate"] == 0.5
@@ -346,16 +420,18 @@ def test_endpoints_table():
     assert e.loc["PR or better rate at D28", "estimate"] == pytest.approx(2 / 6)
     assert e.loc["median days to first PR", "estimate"] == 14
     assert e.loc["cumulative incidence of first PR by day 28", "estimate"] == pytest.approx(2 / 3)
-    assert e.loc["patients with an adverse event of grade >= 3", "estimate"] == pytest.approx(
-        1 / 3)
+    assert e.loc["patients with an adverse event of grade >= 3", "estimate"] == pytest.approx(1 / 3)
 
 
 def test_figures_draw():
     p, r = cohort()
     km, risk = c.survival_until_hsct(p)
-    figs = [c.plot_km(km, risk), c.plot_response_rates(c.response_rates(p, r)),
-            c.plot_cuminc({"PR": c.time_to_response(p, r)[1]}),
-            c.plot_pk(c.pk_values(pk()), "plasma", ["D0", "D7", "D14"])]
+    figs = [
+        c.plot_km(km, risk),
+        c.plot_response_rates(c.response_rates(p, r)),
+        c.plot_cuminc({"PR": c.time_to_response(p, r)[1]}),
+        c.plot_pk(c.pk_values(pk()), "plasma", ["D0", "D7", "D14"]),
+    ]
     import matplotlib.pyplot as plt
 
     for f in figs:

@@ -4,6 +4,7 @@ import gzip
 
 import numpy as np
 import pytest
+
 from rhlh.counts import read_counts
 from rhlh.errors import InputError
 from rhlh.simulate import simulate_cohort, write_cohort

@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+
 from rhlh import cytokines as cy
 from rhlh import longitudinal as lg
 from rhlh.errors import InputError
@@ -21,26 +22,29 @@ def write(tmp_path, body, header=HEADER, name="cytokines.tsv"):
 # ---------------------------------------------------------------- parse_value
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("3.5", (3.5, "none", math.nan)),
-    ("3,5", (3.5, "none", math.nan)),
-    (" 12 ", (12.0, "none", math.nan)),
-    ("1.5e3", (1500.0, "none", math.nan)),
-    ("<3.2", (3.2, "left", 3.2)),
-    ("< 3.2", (3.2, "left", 3.2)),
-    ("<3,2", (3.2, "left", 3.2)),
-    ("<=3.2", (3.2, "left", 3.2)),
-    (">10000", (10000.0, "right", 10000.0)),
-    ("> 10000", (10000.0, "right", 10000.0)),
-    ("OOR <", (math.nan, "left", math.nan)),
-    ("OOR<", (math.nan, "left", math.nan)),
-    ("OOR >", (math.nan, "right", math.nan)),
-    ("<LLOQ", (math.nan, "left", math.nan)),
-    (">ULOQ", (math.nan, "right", math.nan)),
-    ("0", (math.nan, "left", math.nan)),
-    ("", (math.nan, "none", math.nan)),
-    ("NA", (math.nan, "none", math.nan)),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("3.5", (3.5, "none", math.nan)),
+        ("3,5", (3.5, "none", math.nan)),
+        (" 12 ", (12.0, "none", math.nan)),
+        ("1.5e3", (1500.0, "none", math.nan)),
+        ("<3.2", (3.2, "left", 3.2)),
+        ("< 3.2", (3.2, "left", 3.2)),
+        ("<3,2", (3.2, "left", 3.2)),
+        ("<=3.2", (3.2, "left", 3.2)),
+        (">10000", (10000.0, "right", 10000.0)),
+        ("> 10000", (10000.0, "right", 10000.0)),
+        ("OOR <", (math.nan, "left", math.nan)),
+        ("OOR<", (math.nan, "left", math.nan)),
+        ("OOR >", (math.nan, "right", math.nan)),
+        ("<LLOQ", (math.nan, "left", math.nan)),
+        (">ULOQ", (math.nan, "right", math.nan)),
+        ("0", (math.nan, "left", math.nan)),
+        ("", (math.nan, "none", math.nan)),
+        ("NA", (math.nan, "none", math.nan)),
+    ],
+)
 def test_parse_value(text, expected):
     got = cy.parse_value(text)
     assert got[1] == expected[1]
@@ -54,13 +58,29 @@ def test_parse_value_rejects_nonsense(text):
         cy.parse_value(text)
 
 
-@pytest.mark.parametrize("name, canon", [
-    ("IFN-γ", "IFNG"), ("IFNg", "IFNG"), ("IFN-gamma", "IFNG"), ("IFNG", "IFNG"),
-    ("ifn gamma", "IFNG"), ("TNF-alpha", "TNFA"), ("TNF-α", "TNFA"), ("TNFa", "TNFA"),
-    ("IL-6", "IL6"), ("IL-1β", "IL1B"), ("IL-1b", "IL1B"), ("IL1b", "IL1B"),
-    ("MIG", "CXCL9"), ("CXCL-9", "CXCL9"), ("IL-18", "IL18"), ("IL-10", "IL10"),
-    ("IL-2", "IL2"), ("IL 1 beta", "IL1B"),
-])
+@pytest.mark.parametrize(
+    "name, canon",
+    [
+        ("IFN-γ", "IFNG"),
+        ("IFNg", "IFNG"),
+        ("IFN-gamma", "IFNG"),
+        ("IFNG", "IFNG"),
+        ("ifn gamma", "IFNG"),
+        ("TNF-alpha", "TNFA"),
+        ("TNF-α", "TNFA"),
+        ("TNFa", "TNFA"),
+        ("IL-6", "IL6"),
+        ("IL-1β", "IL1B"),
+        ("IL-1b", "IL1B"),
+        ("IL1b", "IL1B"),
+        ("MIG", "CXCL9"),
+        ("CXCL-9", "CXCL9"),
+        ("IL-18", "IL18"),
+        ("IL-10", "IL10"),
+        ("IL-2", "IL2"),
+        ("IL 1 beta", "IL1B"),
+    ],
+)
 def test_canonical_analyte(name, canon):
     assert cy.canonical_analyte(name) == (canon, True)
 
@@ -73,20 +93,22 @@ def test_unknown_analyte_kept():
 
 
 def test_tricky_readings_table(tmp_path):
-    body = "".join([
-        "S1\tIFN-γ\t12,5\tpg/mL\t\t\tA\n",      # comma decimal, Greek letter
-        "S1\tMIG\t2,5\tng/mL\t0.01\t\tA\n",       # ng/mL -> x1000, lloq converted too
-        "S1\tIL-1β\t<3.2\tpg/ml\t5\t\tA\n",       # reading's own bound wins over lloq
-        "S1\tTNF-alpha\tOOR <\tpg/mL\t1.5\t\tA\n",  # bound from the row's lloq
-        "S2\tTNF-α\t<LLOQ\tpg/mL\t\t\tA\n",       # bound from the plate's lloq
-        "S2\tIL-6\t>10000\tpg/mL\t\t\tA\n",
-        "S2\tIL6\tOOR >\tpg/mL\t\t\tB\n",         # plate B row without uloq...
-        "S3\tIL-6\t40\tng/L\t\t2000\tB\n",        # ...takes plate B's uloq (ng/L = pg/mL)
-        "S3\tIFNg\t\tpg/mL\t\t\tA\n",             # empty = missing
-        "S3\tIL-10\t< 3.2\tµg/L\t\t\tA\n",        # micro sign, space after '<'
-        "S3\tIL-18\t7\tug/L\t\t\tA\n",
-        "S3\tIL-2\t0,75\tpg/mL\t\t\tA\n",
-    ])
+    body = "".join(
+        [
+            "S1\tIFN-γ\t12,5\tpg/mL\t\t\tA\n",  # comma decimal, Greek letter
+            "S1\tMIG\t2,5\tng/mL\t0.01\t\tA\n",  # ng/mL -> x1000, lloq converted too
+            "S1\tIL-1β\t<3.2\tpg/ml\t5\t\tA\n",  # reading's own bound wins over lloq
+            "S1\tTNF-alpha\tOOR <\tpg/mL\t1.5\t\tA\n",  # bound from the row's lloq
+            "S2\tTNF-α\t<LLOQ\tpg/mL\t\t\tA\n",  # bound from the plate's lloq
+            "S2\tIL-6\t>10000\tpg/mL\t\t\tA\n",
+            "S2\tIL6\tOOR >\tpg/mL\t\t\tB\n",  # plate B row without uloq...
+            "S3\tIL-6\t40\tng/L\t\t2000\tB\n",  # ...takes plate B's uloq (ng/L = pg/mL)
+            "S3\tIFNg\t\tpg/mL\t\t\tA\n",  # empty = missing
+            "S3\tIL-10\t< 3.2\tµg/L\t\t\tA\n",  # micro sign, space after '<'
+            "S3\tIL-18\t7\tug/L\t\t\tA\n",
+            "S3\tIL-2\t0,75\tpg/mL\t\t\tA\n",
+        ]
+    )
     df = cy.parse_cytokines(write(tmp_path, body))
     df = df.set_index(["sample_id", "analyte", "plate"])
     assert (df["unit"] == "pg/mL").all()
@@ -113,15 +135,18 @@ def test_tricky_readings_table(tmp_path):
     assert df.loc[("S3", "IL2", "A"), "row"] == 13
 
 
-@pytest.mark.parametrize("line, row, column, value", [
-    ("S1\tIFNG\tabc\tpg/mL\t\t\tA\n", 3, "value", "abc"),
-    ("S1\tIFNG\t-4\tpg/mL\t\t\tA\n", 3, "value", "-4"),
-    ("S1\tIFNG\t4\tIU/banana\t\t\tA\n", 3, "unit", "IU/banana"),
-    ("S1\tIFNG\t4\t\t\t\tA\n", 3, "unit", ""),
-    ("S1\tIFNG\t4\tpg/mL\tlow\t\tA\n", 3, "lloq", "low"),
-    ("S1\tIFNG\t3,500\tpg/mL\t\t\tA\n", 3, "value", "3,500"),
-    ("S1\tIFNG\t<LLOQ\tpg/mL\t\t\tC\n", 3, "value", None),
-])
+@pytest.mark.parametrize(
+    "line, row, column, value",
+    [
+        ("S1\tIFNG\tabc\tpg/mL\t\t\tA\n", 3, "value", "abc"),
+        ("S1\tIFNG\t-4\tpg/mL\t\t\tA\n", 3, "value", "-4"),
+        ("S1\tIFNG\t4\tIU/banana\t\t\tA\n", 3, "unit", "IU/banana"),
+        ("S1\tIFNG\t4\t\t\t\tA\n", 3, "unit", ""),
+        ("S1\tIFNG\t4\tpg/mL\tlow\t\tA\n", 3, "lloq", "low"),
+        ("S1\tIFNG\t3,500\tpg/mL\t\t\tA\n", 3, "value", "3,500"),
+        ("S1\tIFNG\t<LLOQ\tpg/mL\t\t\tC\n", 3, "value", None),
+    ],
+)
 def test_nonsense_readings_raise_input_error(tmp_path, line, row, column, value):
     body = "S0\tIL6\t5\tpg/mL\t\t\tA\n" + line
     path = write(tmp_path, body)
@@ -147,9 +172,14 @@ def test_unknown_analyte_warns(tmp_path):
 
 
 def test_duplicates_mean_or_error(tmp_path):
-    body = ("S1\tIL6\t10\tpg/mL\t\t\tA\n" "S1\tIL-6\t30\tpg/mL\t\t\tA\n"
-            "S1\tIL10\t<2\tpg/mL\t\t\tA\n" "S1\tIL10\t<4\tpg/mL\t\t\tA\n"
-            "S2\tIL6\t8\tpg/mL\t\t\tA\n" "S2\tIL6\t16\tpg/mL\t\t\tB\n")
+    body = (
+        "S1\tIL6\t10\tpg/mL\t\t\tA\n"
+        "S1\tIL-6\t30\tpg/mL\t\t\tA\n"
+        "S1\tIL10\t<2\tpg/mL\t\t\tA\n"
+        "S1\tIL10\t<4\tpg/mL\t\t\tA\n"
+        "S2\tIL6\t8\tpg/mL\t\t\tA\n"
+        "S2\tIL6\t16\tpg/mL\t\t\tB\n"
+    )
     path = write(tmp_path, body)
     df = cy.parse_cytokines(path, duplicates="mean").set_index(["sample_id", "analyte", "plate"])
     assert df.loc[("S1", "IL6", "A"), "value"] == 20.0
@@ -169,8 +199,13 @@ def _values(rows):
 
 
 def test_substitution_rules_and_log10():
-    df = _values([("a", "IL6", 3.2, "left", "A"), ("b", "IL6", 100.0, "none", "A"),
-                  ("c", "IL6", 1e4, "right", "A")])
+    df = _values(
+        [
+            ("a", "IL6", 3.2, "left", "A"),
+            ("b", "IL6", 100.0, "none", "A"),
+            ("c", "IL6", 1e4, "right", "A"),
+        ]
+    )
     out = cy.substitute_censored(df)
     np.testing.assert_allclose(out["value_analysed"], [3.2 / np.sqrt(2), 100, 1e4])
     np.testing.assert_allclose(out["log10_value"], [np.log10(3.2) - 0.5 * np.log10(2), 2, 4])
@@ -181,19 +216,30 @@ def test_substitution_rules_and_log10():
 
 
 def test_censoring_summary_counts_and_flag():
-    samples = pd.DataFrame({"sample_id": list("abcdef"),
-                            "visit": ["D0", "D0", "D0", "D7", "D7", "D7"]})
-    df = _values([
-        ("a", "IL2", 1, "left", "A"), ("b", "IL2", 1, "left", "A"), ("c", "IL2", 5, "none", "A"),
-        ("d", "IL2", 1, "left", "A"), ("e", "IL2", np.nan, "none", "A"),
-        ("f", "IL2", 9, "right", "A"),
-        ("a", "IL6", 5, "none", "A"), ("d", "IL6", 1, "left", "A"),
-    ])
+    samples = pd.DataFrame(
+        {"sample_id": list("abcdef"), "visit": ["D0", "D0", "D0", "D7", "D7", "D7"]}
+    )
+    df = _values(
+        [
+            ("a", "IL2", 1, "left", "A"),
+            ("b", "IL2", 1, "left", "A"),
+            ("c", "IL2", 5, "none", "A"),
+            ("d", "IL2", 1, "left", "A"),
+            ("e", "IL2", np.nan, "none", "A"),
+            ("f", "IL2", 9, "right", "A"),
+            ("a", "IL6", 5, "none", "A"),
+            ("d", "IL6", 1, "left", "A"),
+        ]
+    )
     out = cy.censoring_summary(df, samples, ["D0", "D7"]).set_index(["analyte", "visit"])
     assert out.loc[("IL2", "D0"), ["n_measured", "n_left", "n_right"]].tolist() == [3, 2, 0]
     assert out.loc[("IL2", "D0"), "frac_left"] == pytest.approx(2 / 3)
     assert out.loc[("IL2", "D7"), ["n_measured", "n_left", "n_right", "n_missing"]].tolist() == [
-        2, 1, 1, 1]
+        2,
+        1,
+        1,
+        1,
+    ]
     assert out.loc[("IL2", "all"), "frac_censored"] == pytest.approx(4 / 5)
     assert out.loc["IL2", "uninformative"].all()
     assert not out.loc["IL6", "uninformative"].any()  # 1 of 2 is not "most"
@@ -208,11 +254,13 @@ def _two_plates(offset=0.3, seed=0):
     for i in range(30):
         true = rng.normal(2, 0.5)
         plate = "P1" if i < 20 else "P2"
-        rows.append((f"s{i}", "IFNG", 10 ** (true + (offset if plate == "P2" else 0)), "none",
-                     plate))
+        rows.append(
+            (f"s{i}", "IFNG", 10 ** (true + (offset if plate == "P2" else 0)), "none", plate)
+        )
         if i < 5:  # bridging: also measured on plate 2
-            rows.append((f"s{i}", "IFNG", 10 ** (true + offset + rng.normal(0, 0.02)), "none",
-                         "P2"))
+            rows.append(
+                (f"s{i}", "IFNG", 10 ** (true + offset + rng.normal(0, 0.02)), "none", "P2")
+            )
     return cy.substitute_censored(_values(rows))
 
 
@@ -232,7 +280,8 @@ def test_plate_offsets_from_bridging_samples():
     assert abs(b.iloc[0] - b.iloc[1]) < 0.06
     raw = cy.collapse_plates(df)
     assert raw.loc[raw.sample_id == "s25", "log10_value"].item() == pytest.approx(
-        one.loc[one.sample_id == "s25", "log10_value"].item() + eff.loc["P2", "offset_log10"])
+        one.loc[one.sample_id == "s25", "log10_value"].item() + eff.loc["P2", "offset_log10"]
+    )
 
 
 def test_unbridged_plate_is_left_alone():
@@ -258,10 +307,14 @@ def simulate_cohort(seed=0, n=16, visits=("D0", "D7", "D14", "D28")):
         for i, v in enumerate(visits):
             sid = f"P{p}_{v}"
             samples.append({"sample_id": sid, "patient_id": f"P{p}", "visit": v, "day": 7 * i})
-            for analyte, base, slope in (("IFN-γ", 2.5, -0.35), ("MIG", 3.5, -0.3),
-                                         ("IL-6", 1.8, 0.0), ("IL-2", 0.0, 0.0)):
+            for analyte, base, slope in (
+                ("IFN-γ", 2.5, -0.35),
+                ("MIG", 3.5, -0.3),
+                ("IL-6", 1.8, 0.0),
+                ("IL-2", 0.0, 0.0),
+            ):
                 logv = base + u + (slope * i if responder else 0) + rng.normal(0, 0.15)
-                val = 10 ** logv
+                val = 10**logv
                 text = "<2" if val < 2 else f"{val:.4f}".replace(".", ",")
                 lines.append(f"{sid}\t{analyte}\t{text}\tpg/mL\t2\t\tA\n")
     return lines, pd.DataFrame(samples), pd.DataFrame(resp)
@@ -290,8 +343,9 @@ def test_pipeline_detects_planted_decline_with_right_sign(tmp_path):
     for a in ("IFNG", "CXCL9"):
         assert inter.loc[a, "padj"] < 1e-3 and inter.loc[a, "estimate"] < 0
     assert inter.loc["IL6", "pvalue"] > 0.01
-    d28 = res[(res.term == "visit_vs_baseline") & (res.group == "responder") &
-              (res.visit == "D28")].set_index("feature")
+    d28 = res[
+        (res.term == "visit_vs_baseline") & (res.group == "responder") & (res.visit == "D28")
+    ].set_index("feature")
     assert d28.loc["IFNG", "estimate"] == pytest.approx(-1.05, abs=0.2)
 
 
@@ -303,19 +357,32 @@ def test_cytokine_signature_rmcorr():
         for v in range(4):
             sid = f"P{p}_{v}"
             x = rng.normal()
-            rows.append({"sample_id": sid, "patient_id": f"P{p}", "feature": "IFNG",
-                         "value": off + x})
-            rows.append({"sample_id": sid, "patient_id": f"P{p}", "feature": "IL6",
-                         "value": rng.normal()})
+            rows.append(
+                {"sample_id": sid, "patient_id": f"P{p}", "feature": "IFNG", "value": off + x}
+            )
+            rows.append(
+                {"sample_id": sid, "patient_id": f"P{p}", "feature": "IL6", "value": rng.normal()}
+            )
             for m in ("ssgsea", "zscore"):
-                scores.append({"sample_id": sid, "signature": "IFNG_RESPONSE", "method": m,
-                               "score": -off + 0.8 * x + rng.normal(0, 0.3)})
+                scores.append(
+                    {
+                        "sample_id": sid,
+                        "signature": "IFNG_RESPONSE",
+                        "method": m,
+                        "score": -off + 0.8 * x + rng.normal(0, 0.3),
+                    }
+                )
     model = pd.DataFrame(rows)
     out = cy.cytokine_signature_rmcorr(model, pd.DataFrame(scores))
     assert len(out) == 4
     ifng = out[(out.analyte == "IFNG") & (out.method == "ssgsea")].iloc[0]
-    direct = lg.rmcorr(model[model.feature == "IFNG"].merge(
-        pd.DataFrame(scores).query("method == 'ssgsea'"), on="sample_id"), "value", "score")
+    direct = lg.rmcorr(
+        model[model.feature == "IFNG"].merge(
+            pd.DataFrame(scores).query("method == 'ssgsea'"), on="sample_id"
+        ),
+        "value",
+        "score",
+    )
     assert ifng["r"] == pytest.approx(direct["r"]) and ifng["r"] > 0.8
     assert ifng["dof"] == 32 - 8 - 1
     assert out[out.analyte == "IL6"]["padj"].min() > 0.01

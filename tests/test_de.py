@@ -7,10 +7,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from scipy.stats import spearmanr
+
 from rhlh import de
 from rhlh.design import DesignSpec, build_design
 from rhlh.errors import InputError
-from scipy.stats import spearmanr
 
 FIXTURES = Path(__file__).parent / "fixtures" / "deseq2"
 _spec = importlib.util.spec_from_file_location("make_fixture", FIXTURES / "make_fixture.py")

@@ -5,6 +5,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+
 from rhlh.design import (
     DEFAULT_DE_DESIGNS,
     Contrast,

@@ -8,9 +8,10 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 import statsmodels.formula.api as smf
+from scipy.spatial.distance import pdist, squareform
+
 from rhlh import expression as ex
 from rhlh.errors import InputError
-from scipy.spatial.distance import pdist, squareform
 
 VISITS = ["D0", "D7", "D14", "D21"]
 

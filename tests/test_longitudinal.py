@@ -8,15 +8,25 @@ import numpy as np
 import pandas as pd
 import pytest
 import statsmodels.api as sm
-from rhlh import longitudinal as lg
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
+
+from rhlh import longitudinal as lg
 
 VISITS = ["D0", "D7", "D14", "D28"]
 
 
-def simulate(n_resp=10, n_non=10, visits=VISITS, features=("F",), effect=None, seed=1,
-             sd_patient=0.5, sd_noise=0.3, drop=0.0):
+def simulate(
+    n_resp=10,
+    n_non=10,
+    visits=VISITS,
+    features=("F",),
+    effect=None,
+    seed=1,
+    sd_patient=0.5,
+    sd_noise=0.3,
+    drop=0.0,
+):
     """Random-intercept data; effect[feature] = per-visit shift for responders only."""
     rng = np.random.default_rng(seed)
     effect = effect or {}
@@ -27,8 +37,15 @@ def simulate(n_resp=10, n_non=10, visits=VISITS, features=("F",), effect=None, s
             u = rng.normal(0, sd_patient)
             for i, v in enumerate(visits):
                 shift = effect.get(f, [0] * len(visits))[i] if resp else 0.0
-                rows.append({"patient_id": f"P{p:02d}", "visit": v, "responder": resp,
-                             "feature": f, "value": 2 + u + shift + rng.normal(0, sd_noise)})
+                rows.append(
+                    {
+                        "patient_id": f"P{p:02d}",
+                        "visit": v,
+                        "responder": resp,
+                        "feature": f,
+                        "value": 2 + u + shift + rng.normal(0, sd_noise),
+                    }
+                )
     df = pd.DataFrame(rows)
     if drop:
         df = df[rng.random(len(df)) >= drop]
@@ -39,12 +56,14 @@ def simulate(n_resp=10, n_non=10, visits=VISITS, features=("F",), effect=None, s
 
 
 def test_change_from_baseline_hand_values():
-    df = pd.DataFrame({
-        "patient_id": ["A", "A", "A", "B", "B", "C"],
-        "visit": ["D0", "D7", "D14", "D7", "D0", "D7"],
-        "feature": ["x"] * 6,
-        "value": [1.0, 0.5, 2.0, 7.0, 4.0, 3.0],
-    })
+    df = pd.DataFrame(
+        {
+            "patient_id": ["A", "A", "A", "B", "B", "C"],
+            "visit": ["D0", "D7", "D14", "D7", "D0", "D7"],
+            "feature": ["x"] * 6,
+            "value": [1.0, 0.5, 2.0, 7.0, 4.0, 3.0],
+        }
+    )
     out = lg.change_from_baseline(df, "value", "feature")
     assert list(out.index) == list(df.index)
     assert out["baseline_value"].tolist()[:5] == [1.0, 1.0, 1.0, 4.0, 4.0]
@@ -53,8 +72,14 @@ def test_change_from_baseline_hand_values():
 
 
 def test_change_from_baseline_separates_features_and_rejects_two_baselines():
-    df = pd.DataFrame({"patient_id": ["A"] * 4, "visit": ["D0", "D7", "D0", "D7"],
-                       "feature": ["x", "x", "y", "y"], "value": [1.0, 3.0, 10.0, 5.0]})
+    df = pd.DataFrame(
+        {
+            "patient_id": ["A"] * 4,
+            "visit": ["D0", "D7", "D0", "D7"],
+            "feature": ["x", "x", "y", "y"],
+            "value": [1.0, 3.0, 10.0, 5.0],
+        }
+    )
     out = lg.change_from_baseline(df, "value", "feature")
     assert out["change"].tolist() == [0.0, 2.0, 0.0, -5.0]
     bad = pd.concat([df, df.iloc[[0]]], ignore_index=True)
@@ -72,8 +97,9 @@ def _rm_data(seed=3, n_subj=8, per=6, slope=-0.6):
         off_x, off_y = rng.normal(0, 3), rng.normal(0, 3)
         for _ in range(rng.integers(3, per + 1)):
             x = rng.normal()
-            rows.append({"patient_id": f"S{s}", "x": off_x + x,
-                         "y": off_y + slope * x + rng.normal(0, 0.7)})
+            rows.append(
+                {"patient_id": f"S{s}", "x": off_x + x, "y": off_y + slope * x + rng.normal(0, 0.7)}
+            )
     return pd.DataFrame(rows)
 
 
@@ -212,8 +238,14 @@ def test_planted_decline_in_responders_only():
 def test_null_cohort_nominal_rejection_rate():
     """200 null features: share of p < 0.05 within 99.9% binomial bounds for every test."""
     n_feat = 200
-    df = simulate(n_resp=6, n_non=6, visits=VISITS[:3], seed=9,
-                  features=tuple(f"F{i:03d}" for i in range(n_feat)), drop=0.05)
+    df = simulate(
+        n_resp=6,
+        n_non=6,
+        visits=VISITS[:3],
+        seed=9,
+        features=tuple(f"F{i:03d}" for i in range(n_feat)),
+        drop=0.05,
+    )
     res = lg.fit_visit_by_response(df, visits=VISITS[:3], n_boot=0)
     lo, hi = stats.binom.ppf([0.0005, 0.9995], n_feat, 0.05)
     for key, g in res.groupby(["term", "group", "visit"]):
@@ -266,6 +298,7 @@ def test_non_converged_fit_is_flagged_not_adjusted(monkeypatch):
         params, cov, llf, ok = real(y, X, groups, reml)
         # pretend feature A (mean near 2, first call pattern) never converges
         return params, cov, llf, ok and not flaky.fail
+
     flaky.fail = False
     monkeypatch.setattr(lg, "_fit", flaky)
     good = lg.fit_visit_by_response(df[df.feature == "B"], visits=VISITS, n_boot=0)

@@ -18,8 +18,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from rhlh import expression as ex
 from scipy.optimize import least_squares
+
+from rhlh import expression as ex
 
 FIXTURE = Path(__file__).parent / "fixtures" / "deseq2"
 

@@ -8,8 +8,9 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from rhlh import response as R
 from scipy import stats
+
+from rhlh import response as R
 
 VISITS = ["D0", "D7", "D14", "D21", "D28", "D35"]
 DAY = {v: int(v[1:]) for v in VISITS}

@@ -10,9 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import statsmodels.api as sm
+from scipy import stats
+
 from rhlh import signatures as sig
 from rhlh.errors import InputError
-from scipy import stats
 
 ROOT = Path(__file__).resolve().parents[1]
 GENESETS = ROOT / "resources" / "genesets"

@@ -4,6 +4,7 @@ import time
 from math import comb
 
 import pytest
+
 from rhlh.simon import operating_characteristics, simon_decision, simon_design, simon_designs
 
 # Simon R. Optimal two-stage designs for phase II clinical trials. Control Clin Trials
@@ -48,8 +49,14 @@ def _exact_by_enumeration(n1, r1, n, r, p):
     for x1 in range(r1 + 1, n1 + 1):
         for x2 in range(n2 + 1):
             if x1 + x2 > r:
-                total += (comb(n1, x1) * p**x1 * (1 - p) ** (n1 - x1)
-                          * comb(n2, x2) * p**x2 * (1 - p) ** (n2 - x2))
+                total += (
+                    comb(n1, x1)
+                    * p**x1
+                    * (1 - p) ** (n1 - x1)
+                    * comb(n2, x2)
+                    * p**x2
+                    * (1 - p) ** (n2 - x2)
+                )
     return total
 
 

@@ -46,8 +46,8 @@ def copy_workflow(dst: Path) -> Path:
 
 def snakemake(workdir: Path, *args, env=None, timeout=300) -> subprocess.CompletedProcess:
     """Run snakemake in workdir with the venv first on PATH (jobs start the same Python)."""
-    full_env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
-    full_env.update(PYTHONHASHSEED="0", **(env or {}))
+    full_env = {**os.environ, "PYTHONHASHSEED": "0", **(env or {})}
+    full_env["PATH"] = f"{BIN}{os.pathsep}{full_env.get('PATH', '')}"
     return subprocess.run(
         [str(BIN / "snakemake"), *args],
         cwd=workdir,

@@ -1,17 +1,20 @@
 # Time R DESeq2 on the same counts and tests as the workflow's DE stage (benchmark, issue 11).
 #
-# Usage: Rscript tools/bench_deseq2.R COUNTS SAMPLES RESPONDERS CORES OUT.tsv [BASELINE]
+# Usage: Rscript tools/bench_deseq2.R COUNTS SAMPLES RESPONDERS CORES OUT.tsv [BASELINE [COVARS]]
 #   COUNTS      genes x samples matrix (gene_id, optional gene_name, one column per sample)
 #   SAMPLES     the cohort's samples.tsv (sample_id, patient_id, visit, ...)
 #   RESPONDERS  patient_id + responder (True/False), e.g. results/clinical/responders.tsv
 #   CORES       BiocParallel MulticoreParam workers (1 = serial)
+#   COVARS      comma list of samples.tsv columns added to every design (default "batch", as
+#               the workflow's default DE config); one with a single level is left out
 # Writes one row per step (step, wall_s, cpu_s, n_tests, n_padj_05) and a "total" row that
 # excludes R start-up and package loading (those are in the process time the harness measures).
 #
-# Tests, as in rhlh.de: one dispersion fit for ~ patient_id + visit serving the Wald test of
-# every visit against the baseline and the LRT against ~ patient_id; a second fit for the
-# responder-specific trajectory, full = ~ patient_id + visit + responder:visit (built by hand:
-# responder is constant within patient), reduced = ~ patient_id + visit.
+# Tests, as in rhlh.de (C = the covariates): one dispersion fit for ~ C + patient_id + visit
+# serving the Wald test of every visit against the baseline and the LRT against
+# ~ C + patient_id; a second fit for the responder-specific trajectory, full = ~ C +
+# patient_id + visit + responder:visit (built by hand: responder is constant within patient),
+# reduced = ~ C + patient_id + visit.
 
 suppressPackageStartupMessages({
   library(DESeq2)
@@ -24,6 +27,7 @@ if (length(args) < 5) {
 }
 cores <- as.integer(args[4])
 baseline <- if (length(args) >= 6) args[6] else "D0"
+covars <- if (length(args) >= 7) strsplit(args[7], ",")[[1]] else "batch"
 planned <- c("D0", "D7", "D14", "D21", "D28", "D35", "D42", "D49", "D56", "PRECOND8", "PRECOND1")
 parallel <- cores > 1
 if (parallel) register(MulticoreParam(workers = cores)) else register(SerialParam())
@@ -68,10 +72,26 @@ coldata$patient_id <- factor(coldata$patient_id)
 rownames(coldata) <- coldata$sample_id
 counts <- counts[, coldata$sample_id]
 storage.mode(counts) <- "integer"
+covars <- covars[covars %in% colnames(coldata)]
+covars <- covars[vapply(covars, function(v) length(unique(coldata[[v]])) > 1, logical(1))]
+for (v in covars) coldata[[v]] <- factor(coldata[[v]])
+design_of <- function(covars) {
+  lhs <- paste(c("~", paste(c(covars, "patient_id"), collapse = " + ")), collapse = " ")
+  list(patient = as.formula(lhs), visit = as.formula(paste(lhs, "+ visit")))
+}
+f <- design_of(covars)
+mm <- model.matrix(f$visit, coldata)
+if (qr(mm)$rank < ncol(mm)) {
+  # a covariate confounded with patient or visit (small cohorts): leave it out, as rhlh.de does
+  message("covariates ", paste(covars, collapse = ", "), " not estimable: left out")
+  f <- design_of(character(0))
+}
+f_patient <- f$patient
+f_visit <- f$visit
 stop_step("read")
 
 start()
-dds <- DESeqDataSetFromMatrix(counts, coldata, design = ~ patient_id + visit)
+dds <- DESeqDataSetFromMatrix(counts, coldata, design = f_visit)
 dds <- DESeq(dds, test = "Wald", parallel = parallel, quiet = TRUE)
 stop_step("fit_patient_visit")
 
@@ -82,12 +102,12 @@ for (v in levels(coldata$visit)[-1]) {
 }
 
 start()
-dds_time <- nbinomLRT(dds, reduced = ~ patient_id, quiet = TRUE)
+dds_time <- nbinomLRT(dds, reduced = f_patient, quiet = TRUE)
 res <- results(dds_time, alpha = 0.05)
 stop_step("lrt_time", res)
 
 start()
-mm_reduced <- model.matrix(~ patient_id + visit, coldata)
+mm_reduced <- model.matrix(f_visit, coldata)
 later <- levels(coldata$visit)[-1]
 inter <- sapply(later, function(v) as.numeric(coldata$responder & coldata$visit == v))
 inter <- matrix(inter, nrow = nrow(coldata), dimnames = list(NULL, paste0("responder:", later)))
@@ -117,6 +137,6 @@ steps$wall_s <- signif(steps$wall_s, 6)
 steps$cpu_s <- signif(steps$cpu_s, 6)
 write.table(steps, args[5], sep = "\t", quote = FALSE, row.names = FALSE, na = "")
 cat(sprintf(
-  "DESeq2 %s, %d samples x %d genes, %d cores: %.1f s\n", packageVersion("DESeq2"),
-  ncol(counts), nrow(counts), cores, total$wall_s
+  "DESeq2 %s, %d samples x %d genes, %d cores, design %s: %.1f s\n",
+  packageVersion("DESeq2"), ncol(counts), nrow(counts), cores, deparse(f_visit), total$wall_s
 ))

@@ -28,24 +28,43 @@ REQUIRED = ["sample_id", "analyte", "value", "unit"]
 
 # keys are normalised spellings (see _analyte_key)
 _ALIASES = {
-    "IFNG": "IFNG", "IFNGAMMA": "IFNG", "INTERFERONGAMMA": "IFNG",
-    "TNFA": "TNFA", "TNFALPHA": "TNFA", "TNF": "TNFA",
-    "IL6": "IL6", "INTERLEUKIN6": "IL6",
-    "IL2": "IL2", "INTERLEUKIN2": "IL2",
-    "IL10": "IL10", "INTERLEUKIN10": "IL10",
-    "IL18": "IL18", "INTERLEUKIN18": "IL18",
-    "IL1B": "IL1B", "IL1BETA": "IL1B", "INTERLEUKIN1B": "IL1B", "INTERLEUKIN1BETA": "IL1B",
-    "CXCL9": "CXCL9", "MIG": "CXCL9",
+    "IFNG": "IFNG",
+    "IFNGAMMA": "IFNG",
+    "INTERFERONGAMMA": "IFNG",
+    "TNFA": "TNFA",
+    "TNFALPHA": "TNFA",
+    "TNF": "TNFA",
+    "IL6": "IL6",
+    "INTERLEUKIN6": "IL6",
+    "IL2": "IL2",
+    "INTERLEUKIN2": "IL2",
+    "IL10": "IL10",
+    "INTERLEUKIN10": "IL10",
+    "IL18": "IL18",
+    "INTERLEUKIN18": "IL18",
+    "IL1B": "IL1B",
+    "IL1BETA": "IL1B",
+    "INTERLEUKIN1B": "IL1B",
+    "INTERLEUKIN1BETA": "IL1B",
+    "CXCL9": "CXCL9",
+    "MIG": "CXCL9",
 }
 _GREEK = {"γ": "G", "Γ": "G", "α": "A", "Α": "A", "β": "B", "Β": "B"}
 
 # factor that converts a concentration in the given unit to pg/mL; keys are normalised units
 _UNIT_FACTORS = {
-    "pg/ml": 1.0, "ng/l": 1.0,
-    "pg/dl": 0.01, "ng/dl": 10.0,
-    "ng/ml": 1e3, "ug/l": 1e3, "mcg/l": 1e3,
-    "ug/ml": 1e6, "mg/l": 1e6, "mcg/ml": 1e6,
-    "pg/ul": 1e3, "fg/ml": 1e-3,
+    "pg/ml": 1.0,
+    "ng/l": 1.0,
+    "pg/dl": 0.01,
+    "ng/dl": 10.0,
+    "ng/ml": 1e3,
+    "ug/l": 1e3,
+    "mcg/l": 1e3,
+    "ug/ml": 1e6,
+    "mg/l": 1e6,
+    "mcg/ml": 1e6,
+    "pg/ul": 1e3,
+    "fg/ml": 1e-3,
 }
 
 _MISSING = {"", "na", "n/a", "nan", "null"}
@@ -139,8 +158,15 @@ def _plate_limits(df, col):
         return {}
     agg = have.groupby(["plate", "analyte"])[col].agg(["min", "max"])
     for (plate, analyte), r in agg[agg["min"] != agg["max"]].iterrows():
-        log.warning("cytokines: plate %s, %s: several %s values (%g..%g); using %g",
-                    plate, analyte, col, r["min"], r["max"], r["max"])
+        log.warning(
+            "cytokines: plate %s, %s: several %s values (%g..%g); using %g",
+            plate,
+            analyte,
+            col,
+            r["min"],
+            r["max"],
+            r["max"],
+        )
     return agg["max"].to_dict()
 
 
@@ -182,9 +208,13 @@ def parse_cytokines(table, file="cytokines.tsv", duplicates="mean"):
             value, censor, bound = parse_value(r["value"])
         except ValueError as exc:
             raise InputError(
-                file, f"unreadable concentration: {exc}; expected a non-negative number or a "
+                file,
+                f"unreadable concentration: {exc}; expected a non-negative number or a "
                 "censored reading such as <3.2, >10000, OOR <, <LLOQ",
-                row=row, column="value", value=r["value"]) from None
+                row=row,
+                column="value",
+                value=r["value"],
+            ) from None
         is_missing = math.isnan(value) and censor == "none"
         factor = 1.0
         if r["unit"] or not is_missing:
@@ -201,20 +231,35 @@ def parse_cytokines(table, file="cytokines.tsv", duplicates="mean"):
             try:
                 limits[col] = parse_number(text) * factor
             except ValueError as exc:
-                raise InputError(file, f"{col} must be a non-negative number: {exc}",
-                                 row=row, column=col, value=text) from None
+                raise InputError(
+                    file,
+                    f"{col} must be a non-negative number: {exc}",
+                    row=row,
+                    column=col,
+                    value=text,
+                ) from None
         rec = {
-            "sample_id": r["sample_id"], "analyte": analyte, "analyte_raw": r["analyte"],
-            "value": value * factor, "censor": censor, "bound": bound * factor,
-            "lloq": limits["lloq"], "uloq": limits["uloq"], "unit": CANONICAL_UNIT,
-            "plate": r.get("plate", "") or "plate1", "row": int(row),
+            "sample_id": r["sample_id"],
+            "analyte": analyte,
+            "analyte_raw": r["analyte"],
+            "value": value * factor,
+            "censor": censor,
+            "bound": bound * factor,
+            "lloq": limits["lloq"],
+            "uloq": limits["uloq"],
+            "unit": CANONICAL_UNIT,
+            "plate": r.get("plate", "") or "plate1",
+            "row": int(row),
         }
         for c in extra:
             rec[c] = r[c]
         records.append(rec)
     for name in sorted(unknown):
-        warnings.warn(f"{file}: analyte {name!r} is not one of {', '.join(CANONICAL_ANALYTES)}; "
-                      "kept under its own name", stacklevel=2)
+        warnings.warn(
+            f"{file}: analyte {name!r} is not one of {', '.join(CANONICAL_ANALYTES)}; "
+            "kept under its own name",
+            stacklevel=2,
+        )
         log.warning("cytokines: unknown analyte %r kept under its own name", name)
     df = pd.DataFrame.from_records(records)
     df = _fill_limits(df, file)
@@ -237,9 +282,13 @@ def _fill_limits(df, file):
         still = need & df["value"].isna()
         if still.any():
             r = df[still].iloc[0]
-            raise InputError(file, f"censored reading without a limit: give the {word} in the "
-                             f"'{col}' column (this row or another row of plate {r['plate']})",
-                             row=int(r["row"]), column="value")
+            raise InputError(
+                file,
+                f"censored reading without a limit: give the {word} in the "
+                f"'{col}' column (this row or another row of plate {r['plate']})",
+                row=int(r["row"]),
+                column="value",
+            )
     return df
 
 
@@ -253,9 +302,14 @@ def _dedupe(df, file, duplicates):
         rows = df.loc[dup].sort_values("row")
         first = rows.iloc[0]
         other = rows[(rows[key] == first[key]).all(axis=1)]["row"].tolist()
-        raise InputError(file, f"sample {first['sample_id']} measured more than once for "
-                         f"{first['analyte']} on plate {first['plate']} (rows "
-                         f"{', '.join(map(str, other))})", row=int(other[1]), column="sample_id")
+        raise InputError(
+            file,
+            f"sample {first['sample_id']} measured more than once for "
+            f"{first['analyte']} on plate {first['plate']} (rows "
+            f"{', '.join(map(str, other))})",
+            row=int(other[1]),
+            column="sample_id",
+        )
     keep = df[~dup]
     merged = [keep]
     for _, g in df[dup].groupby(key, sort=False):
@@ -300,8 +354,7 @@ SUBSTITUTION_RULES = {
 def substitute_censored(df, rule="lloq/sqrt2"):
     """Add value_analysed (left-censored -> rule(LLOQ), right-censored -> ULOQ) and log10_value."""
     if rule not in SUBSTITUTION_RULES and rule != "drop":
-        raise ValueError(f"substitution rule must be one of {sorted(SUBSTITUTION_RULES)} or "
-                         "'drop'")
+        raise ValueError(f"substitution rule must be one of {sorted(SUBSTITUTION_RULES)} or 'drop'")
     out = df.copy()
     v = out["value"].astype(float).copy()
     left = out["censor"] == "left"
@@ -333,12 +386,19 @@ def censoring_summary(df, samples, visits, uninformative=0.5):
             n = len(meas)
             nl = int((meas["censor"] == "left").sum())
             nr = int((meas["censor"] == "right").sum())
-            rows.append({
-                "analyte": analyte, "visit": visit, "n_measured": n, "n_left": nl,
-                "n_right": nr, "n_missing": int(gv["missing"].sum()),
-                "frac_left": nl / n if n else np.nan, "frac_right": nr / n if n else np.nan,
-                "frac_censored": (nl + nr) / n if n else np.nan,
-            })
+            rows.append(
+                {
+                    "analyte": analyte,
+                    "visit": visit,
+                    "n_measured": n,
+                    "n_left": nl,
+                    "n_right": nr,
+                    "n_missing": int(gv["missing"].sum()),
+                    "frac_left": nl / n if n else np.nan,
+                    "frac_right": nr / n if n else np.nan,
+                    "frac_censored": (nl + nr) / n if n else np.nan,
+                }
+            )
     out = pd.DataFrame(rows)
     if out.empty:
         return out.assign(uninformative=pd.Series(dtype=bool))
@@ -362,19 +422,26 @@ def plate_effects(df, reference=None):
         plates = sorted(g["plate"].unique(), key=str)
         sizes = g.groupby("plate")["sample_id"].nunique()
         # default reference: the largest plate, ties to the first name
-        ref = reference if reference in plates else max(
-            plates, key=lambda p: (sizes[p], -plates.index(p)))
+        ref = (
+            reference
+            if reference in plates
+            else max(plates, key=lambda p: (sizes[p], -plates.index(p)))
+        )
         offsets, nbridge = _bridge_offsets(g, plates, ref)
         for plate in plates:
             gp = g[g["plate"] == plate]
-            rows.append({
-                "analyte": analyte, "plate": plate, "reference_plate": ref,
-                "n_samples": int(gp["sample_id"].nunique()),
-                "n_censored": int((gp["censor"] != "none").sum()),
-                "median_log10": float(gp["log10_value"].median()),
-                "n_bridging": nbridge.get(plate, 0),
-                "offset_log10": offsets.get(plate, np.nan),
-            })
+            rows.append(
+                {
+                    "analyte": analyte,
+                    "plate": plate,
+                    "reference_plate": ref,
+                    "n_samples": int(gp["sample_id"].nunique()),
+                    "n_censored": int((gp["censor"] != "none").sum()),
+                    "median_log10": float(gp["log10_value"].median()),
+                    "n_bridging": nbridge.get(plate, 0),
+                    "offset_log10": offsets.get(plate, np.nan),
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -382,8 +449,7 @@ def _bridge_offsets(g, plates, ref):
     """Offsets of each plate against ``ref`` via breadth-first search over bridging pairs."""
     # censored readings carry no exact value: they do not bridge
     obs = g[(g["censor"] == "none") & g["log10_value"].notna()]
-    wide = obs.pivot_table(index="sample_id", columns="plate", values="log10_value",
-                           aggfunc="mean")
+    wide = obs.pivot_table(index="sample_id", columns="plate", values="log10_value", aggfunc="mean")
     pair = {}
     for a in wide.columns:
         for b in wide.columns:
@@ -420,8 +486,9 @@ def adjust_plates(df, effects, method="bridging"):
         # only valid when plates are not confounded with visit (e.g. randomised layout)
         ref_rows = effects[effects["plate"] == effects["reference_plate"]]
         ref_median = ref_rows.set_index("analyte")["median_log10"]
-        ref = pd.Series(ref_median.reindex(eff.index.get_level_values("analyte")).to_numpy(),
-                        index=eff.index)
+        ref = pd.Series(
+            ref_median.reindex(eff.index.get_level_values("analyte")).to_numpy(), index=eff.index
+        )
         off = eff["median_log10"] - ref
     else:
         raise ValueError("plate adjustment must be 'none', 'bridging' or 'median'")
@@ -459,16 +526,20 @@ def collapse_plates(df):
 
 def model_table(values, samples, responders):
     """Long table for rhlh.longitudinal: patient_id, visit, day, responder, feature, value."""
-    d = values.merge(samples[["sample_id", "patient_id", "visit", "day"]], on="sample_id",
-                     how="inner", validate="many_to_one")
+    d = values.merge(
+        samples[["sample_id", "patient_id", "visit", "day"]],
+        on="sample_id",
+        how="inner",
+        validate="many_to_one",
+    )
     resp = responders[["patient_id", "responder"]].copy()
     resp["responder"] = resp["responder"].map(
-        {True: True, False: False, "True": True, "False": False})
+        {True: True, False: False, "True": True, "False": False}
+    )
     d = d.merge(resp, on="patient_id", how="left")
     d = d.rename(columns={"analyte": "feature"})
     d["value"] = d["log10_value"]
-    return d[["sample_id", "patient_id", "visit", "day", "responder", "feature", "value",
-              "censor"]]
+    return d[["sample_id", "patient_id", "visit", "day", "responder", "feature", "value", "censor"]]
 
 
 def cytokine_signature_rmcorr(model_df, scores, min_patients=3):
@@ -515,12 +586,16 @@ def censored_normal_mean(log_values, censor):
 
     def nll(theta):
         mu, sd = theta[0], math.exp(theta[1])
-        return -(stats.norm.logpdf(obs, mu, sd).sum() + stats.norm.logcdf(left, mu, sd).sum()
-                 + stats.norm.logsf(right, mu, sd).sum())
+        return -(
+            stats.norm.logpdf(obs, mu, sd).sum()
+            + stats.norm.logcdf(left, mu, sd).sum()
+            + stats.norm.logsf(right, mu, sd).sum()
+        )
 
     start = np.array([y.mean(), math.log(max(y.std(), 1e-3))])
-    res = optimize.minimize(nll, start, method="Nelder-Mead",
-                            options={"xatol": 1e-8, "fatol": 1e-10, "maxiter": 4000})
+    res = optimize.minimize(
+        nll, start, method="Nelder-Mead", options={"xatol": 1e-8, "fatol": 1e-10, "maxiter": 4000}
+    )
     return float(res.x[0]), float(math.exp(res.x[1]))
 
 
@@ -531,20 +606,33 @@ def tobit_visit_means(model_df, values, visits):
     censored reading). Columns: analyte, visit, group, n, n_censored, mean_substituted,
     mean_tobit, sd_tobit (log10 scale).
     """
-    d = model_df.merge(values[["sample_id", "analyte", "value"]].rename(
-        columns={"analyte": "feature", "value": "raw"}), on=["sample_id", "feature"])
+    d = model_df.merge(
+        values[["sample_id", "analyte", "value"]].rename(
+            columns={"analyte": "feature", "value": "raw"}
+        ),
+        on=["sample_id", "feature"],
+    )
     d["group"] = d["responder"].map({True: "responder", False: "non-responder"})
     rows = []
     for (analyte, visit, group), g in d.dropna(subset=["group"]).groupby(
-            ["feature", "visit", "group"], sort=True):
+        ["feature", "visit", "group"], sort=True
+    ):
         if visit not in visits:
             continue
         with np.errstate(divide="ignore"):
             lim = np.log10(g["raw"].astype(float))
         y = np.where(g["censor"] == "none", g["value"], lim)
         mu, sd = censored_normal_mean(y, g["censor"].to_numpy())
-        rows.append({"analyte": analyte, "visit": visit, "group": group, "n": len(g),
-                     "n_censored": int((g["censor"] != "none").sum()),
-                     "mean_substituted": float(g["value"].mean()), "mean_tobit": mu,
-                     "sd_tobit": sd})
+        rows.append(
+            {
+                "analyte": analyte,
+                "visit": visit,
+                "group": group,
+                "n": len(g),
+                "n_censored": int((g["censor"] != "none").sum()),
+                "mean_substituted": float(g["value"].mean()),
+                "mean_tobit": mu,
+                "sd_tobit": sd,
+            }
+        )
     return pd.DataFrame(rows)

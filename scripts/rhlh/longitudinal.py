@@ -46,9 +46,23 @@ from scipy import stats
 log = logging.getLogger("rhlh")
 
 RESULT_COLUMNS = [
-    "feature", "term", "group", "visit", "estimate", "se", "ci_low", "ci_high",
-    "boot_ci_low", "boot_ci_high", "pvalue", "padj", "n_patients", "n_obs", "converged",
-    "method", "n_boot_ok",
+    "feature",
+    "term",
+    "group",
+    "visit",
+    "estimate",
+    "se",
+    "ci_low",
+    "ci_high",
+    "boot_ci_low",
+    "boot_ci_high",
+    "pvalue",
+    "padj",
+    "n_patients",
+    "n_obs",
+    "converged",
+    "method",
+    "n_boot_ok",
 ]
 GROUPS = ("responder", "non-responder")
 
@@ -83,8 +97,15 @@ def rmcorr(df, x, y, subject="patient_id", ci=0.95):
     n = len(d)
     k = d[subject].nunique()
     dof = n - k - 1
-    out = {"r": np.nan, "dof": int(max(dof, 0)), "pvalue": np.nan, "ci_low": np.nan,
-           "ci_high": np.nan, "n": int(n), "n_subjects": int(k)}
+    out = {
+        "r": np.nan,
+        "dof": int(max(dof, 0)),
+        "pvalue": np.nan,
+        "ci_low": np.nan,
+        "ci_high": np.nan,
+        "n": int(n),
+        "n_subjects": int(k),
+    }
     if dof < 2:
         return out
     # ANCOVA y ~ subject + x: the slope of x and its sums of squares only use within-subject
@@ -199,8 +220,9 @@ class _PatientStats:
 
         from scipy.optimize import minimize_scalar
 
-        opt = minimize_scalar(neg_ll, bounds=(-18.0, 12.0), method="bounded",
-                              options={"xatol": 1e-10})
+        opt = minimize_scalar(
+            neg_ll, bounds=(-18.0, 12.0), method="bounded", options={"xatol": 1e-10}
+        )
         theta = float(opt.x)
         # the variance of the random intercept may sit on its boundary (lam -> 0)
         if neg_ll(-18.0) <= opt.fun:
@@ -211,8 +233,7 @@ class _PatientStats:
         A, beta, rss, logdet_v, logdet_a = out
         s2 = rss / dof
         cov = s2 * np.linalg.inv(A)
-        llf = -0.5 * (dof * np.log(2 * np.pi * s2) + logdet_v + dof
-                      + (logdet_a if reml else 0.0))
+        llf = -0.5 * (dof * np.log(2 * np.pi * s2) + logdet_v + dof + (logdet_a if reml else 0.0))
         diag = np.diag(cov)
         ok = bool(opt.success or theta == -18.0) and np.all(np.isfinite(beta)) and np.all(diag > 0)
         return beta, cov, float(llf), ok
@@ -235,6 +256,7 @@ def _cells(sub, visits, baseline, min_patients, by_group):
     keep = {}
     groups = GROUPS if by_group else ("all",)
     for g in groups:
+
         def n_of(v, g=g):
             return int(npat.get((g, v) if by_group else v, 0))
 
@@ -324,7 +346,8 @@ def _fit_feature(sub, visits, baseline, min_patients, n_boot, rng, by_group, int
     params, cov, _, ok = _fit(y, X, groups, reml=True)
     ddf = _within_df(X, groups)
     method = f"LMM REML (random intercept), Wald t ddf={ddf} (between-within)" + (
-        ", group x visit" if by_group else ", visit")
+        ", group x visit" if by_group else ", visit"
+    )
     both = []
     L = None
     if by_group and len(keep) == 2:
@@ -350,15 +373,45 @@ def _fit_feature(sub, visits, baseline, min_patients, n_boot, rng, by_group, int
             if np.isfinite(se) and ddf > 0:
                 p = float(2 * stats.t.sf(abs(est / se), ddf))
         blo, bhi, n_ok = _percentile(boot, i, n_boot)
-        rows.append({
-            "term": "visit_vs_baseline", "group": grp, "visit": v, "estimate": est, "se": se,
-            "ci_low": est - tq * se, "ci_high": est + tq * se, "boot_ci_low": blo,
-            "boot_ci_high": bhi, "pvalue": p, "n_patients": int(cell["patient_id"].nunique()),
-            "n_obs": int(len(cell)), "converged": bool(ok), "method": method, "n_boot_ok": n_ok,
-        })
+        rows.append(
+            {
+                "term": "visit_vs_baseline",
+                "group": grp,
+                "visit": v,
+                "estimate": est,
+                "se": se,
+                "ci_low": est - tq * se,
+                "ci_high": est + tq * se,
+                "boot_ci_low": blo,
+                "boot_ci_high": bhi,
+                "pvalue": p,
+                "n_patients": int(cell["patient_id"].nunique()),
+                "n_obs": int(len(cell)),
+                "converged": bool(ok),
+                "method": method,
+                "n_boot_ok": n_ok,
+            }
+        )
     if L is not None:
-        rows.append(_interaction(sub, keep, y, groups, X, names, params, cov, ok, L, both,
-                                 boot, n_boot, ddf, interaction_test))
+        rows.append(
+            _interaction(
+                sub,
+                keep,
+                y,
+                groups,
+                X,
+                names,
+                params,
+                cov,
+                ok,
+                L,
+                both,
+                boot,
+                n_boot,
+                ddf,
+                interaction_test,
+            )
+        )
     return rows
 
 
@@ -371,8 +424,7 @@ def _percentile(boot, col, n_boot):
     return float(lo), float(hi), n_ok
 
 
-def _interaction(sub, keep, y, groups, X, names, params, cov, ok, L, both, boot, n_boot, ddf,
-                 test):
+def _interaction(sub, keep, y, groups, X, names, params, cov, ok, L, both, boot, n_boot, ddf, test):
     """Joint test that the visit effects are the same in both response groups."""
     q = len(both)
     p = np.nan
@@ -408,19 +460,36 @@ def _interaction(sub, keep, y, groups, X, names, params, cov, ok, L, both, boot,
     tq = stats.t.ppf(0.975, ddf) if ddf > 0 else np.nan
     blo, bhi, n_ok = _percentile(boot, -1, n_boot)
     return {
-        "term": "interaction", "group": "all", "visit": "all", "estimate": est, "se": se,
-        "ci_low": est - tq * se, "ci_high": est + tq * se, "boot_ci_low": blo,
-        "boot_ci_high": bhi, "pvalue": p, "n_patients": int(sub["patient_id"].nunique()),
-        "n_obs": int(len(sub)), "converged": bool(ok),
+        "term": "interaction",
+        "group": "all",
+        "visit": "all",
+        "estimate": est,
+        "se": se,
+        "ci_low": est - tq * se,
+        "ci_high": est + tq * se,
+        "boot_ci_low": blo,
+        "boot_ci_high": bhi,
+        "pvalue": p,
+        "n_patients": int(sub["patient_id"].nunique()),
+        "n_obs": int(len(sub)),
+        "converged": bool(ok),
         "method": f"{label}; estimate = mean responder minus non-responder change over "
-                  f"{','.join(both)}",
+        f"{','.join(both)}",
         "n_boot_ok": n_ok,
     }
 
 
-def fit_visit_by_response(df, value_col="value", feature_col="feature", visits=None,
-                          baseline="D0", seed=0, n_boot=200, min_patients=3,
-                          interaction_test="wald_f"):
+def fit_visit_by_response(
+    df,
+    value_col="value",
+    feature_col="feature",
+    visits=None,
+    baseline="D0",
+    seed=0,
+    n_boot=200,
+    min_patients=3,
+    interaction_test="wald_f",
+):
     """Per feature: mixed-model changes from baseline by response group, and the interaction."""
     need = ["patient_id", "visit", "responder", feature_col, value_col]
     missing = [c for c in need if c not in df.columns]
@@ -444,10 +513,19 @@ def fit_visit_by_response(df, value_col="value", feature_col="feature", visits=N
         sub = d[d["feature"] == feature].reset_index(drop=True)
         # one stream per feature, so a feature's bootstrap does not depend on the others
         rng = np.random.default_rng([int(seed), zlib.crc32(str(feature).encode())])
-        grp_rows = _fit_feature(sub[sub["group"].notna()], visits, baseline, min_patients,
-                                n_boot, rng, True, interaction_test)
-        all_rows = _fit_feature(sub, visits, baseline, min_patients, n_boot, rng, False,
-                                interaction_test)
+        grp_rows = _fit_feature(
+            sub[sub["group"].notna()],
+            visits,
+            baseline,
+            min_patients,
+            n_boot,
+            rng,
+            True,
+            interaction_test,
+        )
+        all_rows = _fit_feature(
+            sub, visits, baseline, min_patients, n_boot, rng, False, interaction_test
+        )
         for r in grp_rows + all_rows:
             r["feature"] = feature
             rows.append(r)

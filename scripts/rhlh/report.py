@@ -167,10 +167,12 @@ def summary_figure(
     """Landing figure: signature and cytokine trajectories by response, top associations."""
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(2, 2, figsize=(12, 8.5))
+    fig = plt.figure(figsize=(14, 10))
+    grid = fig.add_gridspec(2, 3, height_ratios=[1, 1.1])
+    top = [fig.add_subplot(grid[0, i]) for i in range(3)]
     panels = [
         (
-            axes[0, 0],
+            top[0],
             sig_scores,
             "signature",
             signature,
@@ -179,7 +181,7 @@ def summary_figure(
             "score",
         )
     ]
-    for ax, c in zip((axes[0, 1], axes[1, 0]), cytokines, strict=False):
+    for ax, c in zip(top[1:], cytokines, strict=False):
         panels.append(
             (
                 ax,
@@ -213,10 +215,10 @@ def summary_figure(
             )
             ax.fill_between(x, gdf["ci_low"], gdf["ci_high"], color=RESPONSE_COLORS[g], alpha=0.2)
         ax.set_xticks(range(len(visits)), visits)
-        ax.set_xlabel("visit (days since first ruxolitinib dose)")
+        ax.set_xlabel("visit (D = days since first ruxolitinib dose)")
         ax.set_ylabel(ylabel)
         ax.legend(fontsize=8, frameon=False)
-    ax = axes[1, 1]
+    ax = fig.add_subplot(grid[1, 1:])
     ax.set_title("Top associations with response (AUC, 95% bootstrap CI)", fontsize=10)
     if assoc is not None and len(assoc) and "auc" in assoc.columns:
         a = assoc[assoc["test"] == "mann_whitney"] if "test" in assoc.columns else assoc

@@ -105,8 +105,9 @@ def _search(p0, p1, alpha, beta, nmax, nmin=2):
             yield n, best
 
 
-def simon_designs(p0: float, p1: float, alpha: float = 0.05, beta: float = 0.20,
-                  nmax: int = 100) -> dict[str, SimonDesign]:
+def simon_designs(
+    p0: float, p1: float, alpha: float = 0.05, beta: float = 0.20, nmax: int = 100
+) -> dict[str, SimonDesign]:
     """Simon's optimal (min EN0) and minimax (min n, then min EN0) designs, searched to nmax."""
     optimal = minimax = None
     for n, (en0, n1, r1, r, pet0, t1, pw) in _search(p0, p1, alpha, beta, nmax):
@@ -124,24 +125,36 @@ def simon_designs(p0: float, p1: float, alpha: float = 0.05, beta: float = 0.20,
     return {"optimal": optimal, "minimax": minimax}
 
 
-def simon_design(p0: float, p1: float, alpha: float = 0.05, beta: float = 0.20,
-                 kind: str = "optimal", nmax: int = 100) -> SimonDesign:
+def simon_design(
+    p0: float,
+    p1: float,
+    alpha: float = 0.05,
+    beta: float = 0.20,
+    kind: str = "optimal",
+    nmax: int = 100,
+) -> SimonDesign:
     """One of Simon's designs: kind 'optimal' or 'minimax'."""
     if kind not in ("optimal", "minimax"):
         raise ValueError(f"kind must be 'optimal' or 'minimax', got {kind!r}")
     return simon_designs(p0, p1, alpha, beta, nmax)[kind]
 
 
-def simon_decision(design: SimonDesign, stage1_successes: int | None, stage1_n: int | None,
-                   total_successes: int | None, total_n: int | None) -> pd.DataFrame:
+def simon_decision(
+    design: SimonDesign,
+    stage1_successes: int | None,
+    stage1_n: int | None,
+    total_successes: int | None,
+    total_n: int | None,
+) -> pd.DataFrame:
     """Stage-1 and final decisions from observed successes; columns stage, n_planned, n_observed,
     successes, threshold, decision, note."""
     rows = []
     if stage1_successes is None or stage1_n is None:
         dec1, note1 = "not available", "stage 1 not yet observed"
     else:
-        note1 = ("" if stage1_n == design.n1
-                 else f"{stage1_n} patients observed, {design.n1} planned")
+        note1 = (
+            "" if stage1_n == design.n1 else f"{stage1_n} patients observed, {design.n1} planned"
+        )
         if stage1_successes > design.r1:
             dec1 = "continue to stage 2"
         elif stage1_n >= design.n1 or stage1_successes + (design.n1 - stage1_n) <= design.r1:
@@ -155,8 +168,10 @@ def simon_decision(design: SimonDesign, stage1_successes: int | None, stage1_n: 
         if dec1 == "stop for futility" and total_n is not None and total_n > design.n1:
             # data beyond stage 1 exist (e.g. a fixed-size cohort): say what they would give
             side = ">" if total_successes > design.r else "<="
-            note2 = (f"the design stops after stage 1; {total_successes}/{total_n} observed "
-                     f"({side} {design.r}) is reported only for information")
+            note2 = (
+                f"the design stops after stage 1; {total_successes}/{total_n} observed "
+                f"({side} {design.r}) is reported only for information"
+            )
         rows.append(("final", design.n, total_n, total_successes, design.r, dec2, note2))
     else:
         note2 = "" if total_n == design.n else f"{total_n} patients observed, {design.n} planned"

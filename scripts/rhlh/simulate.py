@@ -185,8 +185,11 @@ def simulate_cohort(
     time_shape = np.minimum(s_day / 21.0, 1.0)  # change reaches its plateau by D21
     ifn_idx = np.array([genes.index(g) for g in ifn_genes])
     loading = rng.uniform(0.5, 1.0, len(ifn_idx))
-    fall_r, fall_nr = (1.0, 1.0) if null else (2.0, 0.3)
-    fall = np.where(s_resp, fall_r, fall_nr) if not null else np.full(n_s, 0.8)
+    # each patient's own IFN fall (log2), larger in responders; one shared law under the null
+    fall_r = rng.normal(1.4, 0.5, n_patients).clip(0, None)
+    fall_nr = rng.normal(0.3, 0.3, n_patients).clip(0, None)
+    fall_patient = np.where(responder, fall_r, fall_nr) if not null else fall_r
+    fall = fall_patient[p_index]
     lfc[:, ifn_idx] -= np.outer(time_shape * fall, loading)
     rest = np.setdiff1d(np.arange(n_genes), ifn_idx)
     steroid = rng.choice(rest, size=min(100, len(rest)), replace=False)
@@ -205,11 +208,16 @@ def simulate_cohort(
     cyto = []
     plate_of = samples["batch"].map({"B1": "PL1", "B2": "PL2"}).to_numpy()
     patient_cyto = rng.normal(0, 0.25, (n_patients, len(ANALYTES)))
+    cyto_factor = rng.normal(1.0, 0.4, n_patients).clip(0, None)  # patients fall unequally
     for k, row in enumerate(samples.itertuples(index=False)):
         plate = plate_of[k]
         lab = LAB_NAMES[0 if plate == "PL1" else 1]
         for a, (name, (base, fall_a)) in enumerate(ANALYTES.items()):
-            f = time_shape[k] * ((fall_a if s_resp[k] else 0.25 * fall_a) if not null else 0.5)
+            f = (
+                time_shape[k]
+                * cyto_factor[p_index[k]]
+                * ((fall_a if s_resp[k] else 0.25 * fall_a) if not null else 0.5)
+            )
             val = 10 ** (base - f + patient_cyto[p_index[k], a] + rng.normal(0, 0.2))
             unit = "pg/mL"
             if val < lloq:

@@ -6,10 +6,17 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-KM_COLUMNS = ["time", "n_at_risk", "n_event", "n_censored", "survival", "std_err", "ci_low",
-              "ci_high"]
-CIF_COLUMNS = ["time", "n_at_risk", "n_event", "n_competing", "n_censored", "survival",
-               "cuminc"]
+KM_COLUMNS = [
+    "time",
+    "n_at_risk",
+    "n_event",
+    "n_censored",
+    "survival",
+    "std_err",
+    "ci_low",
+    "ci_high",
+]
+CIF_COLUMNS = ["time", "n_at_risk", "n_event", "n_competing", "n_censored", "survival", "cuminc"]
 
 
 def clopper_pearson(x, n, level: float = 0.95):
@@ -65,10 +72,19 @@ def kaplan_meier(time, event, level: float = 0.95) -> pd.DataFrame:
     low = np.where(surv >= 1, 1.0, np.where(surv <= 0, 0.0, low))
     high = np.where(surv >= 1, 1.0, np.where(surv <= 0, 0.0, high))
     se = np.where(surv <= 0, 0.0, se)
-    return pd.DataFrame({
-        "time": times, "n_at_risk": at_risk, "n_event": d, "n_censored": c,
-        "survival": surv, "std_err": se, "ci_low": low, "ci_high": high,
-    }, columns=KM_COLUMNS)
+    return pd.DataFrame(
+        {
+            "time": times,
+            "n_at_risk": at_risk,
+            "n_event": d,
+            "n_censored": c,
+            "survival": surv,
+            "std_err": se,
+            "ci_low": low,
+            "ci_high": high,
+        },
+        columns=KM_COLUMNS,
+    )
 
 
 def step_value(table: pd.DataFrame, column: str, t: float, start: float) -> float:
@@ -105,7 +121,15 @@ def aalen_johansen(time, status, cause=1) -> pd.DataFrame:
     surv = np.cumprod(1 - dall / at_risk)
     surv_before = np.concatenate([[1.0], surv[:-1]])
     cif = np.cumsum(surv_before * d1 / at_risk)
-    return pd.DataFrame({
-        "time": times, "n_at_risk": at_risk, "n_event": d1, "n_competing": dall - d1,
-        "n_censored": c, "survival": surv, "cuminc": cif,
-    }, columns=CIF_COLUMNS)
+    return pd.DataFrame(
+        {
+            "time": times,
+            "n_at_risk": at_risk,
+            "n_event": d1,
+            "n_competing": dall - d1,
+            "n_censored": c,
+            "survival": surv,
+            "cuminc": cif,
+        },
+        columns=CIF_COLUMNS,
+    )
