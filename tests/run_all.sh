@@ -8,7 +8,13 @@ fi
 # shellcheck disable=SC1091
 . .venv/bin/activate
 python -m pip install -q --upgrade pip >/dev/null
-python -m pip install -q -c requirements.lock -e ".[test]"
+python -m pip install -q -c requirements.lock -e ".[test,slurm]"
+# the report test opens the HTML report in Debian's headless Chromium
+if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "== installing chromium (apt)"
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) \
+        >/dev/null 2>&1 || echo "chromium could not be installed: the browser test will skip"
+fi
 echo "== ruff"
 ruff check scripts tests
 ruff format --check scripts tests

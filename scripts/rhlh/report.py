@@ -167,9 +167,9 @@ def summary_figure(
     """Landing figure: signature and cytokine trajectories by response, top associations."""
     import matplotlib.pyplot as plt
 
-    fig = plt.figure(figsize=(14, 10))
-    grid = fig.add_gridspec(2, 3, height_ratios=[1, 1.1])
-    top = [fig.add_subplot(grid[0, i]) for i in range(3)]
+    fig = plt.figure(figsize=(15, 10.5), layout="constrained")
+    upper, lower = fig.subfigures(2, 1, height_ratios=[1, 1.1])
+    top = upper.subplots(1, 3)
     panels = [
         (
             top[0],
@@ -214,11 +214,11 @@ def summary_figure(
                 label=f"{g} (n={n_patients.get(g, 0)})",
             )
             ax.fill_between(x, gdf["ci_low"], gdf["ci_high"], color=RESPONSE_COLORS[g], alpha=0.2)
-        ax.set_xticks(range(len(visits)), visits)
+        ax.set_xticks(range(len(visits)), visits, rotation=45)
         ax.set_xlabel("visit (D = days since first ruxolitinib dose)")
         ax.set_ylabel(ylabel)
         ax.legend(fontsize=8, frameon=False)
-    ax = fig.add_subplot(grid[1, 1:])
+    ax = lower.subplots(1, 1)
     ax.set_title("Top associations with response (AUC, 95% bootstrap CI)", fontsize=10)
     if assoc is not None and len(assoc) and "auc" in assoc.columns:
         a = assoc[assoc["test"] == "mann_whitney"] if "test" in assoc.columns else assoc
@@ -243,7 +243,6 @@ def summary_figure(
     else:
         ax.text(0.5, 0.5, "no associations available", ha="center", transform=ax.transAxes)
     fig.suptitle("R-HLH: did JAK-STAT / IFN-γ activity fall in responders?", fontsize=12)
-    fig.tight_layout()
     return fig
 
 
