@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from rhlh import cytokines as cy
 from rhlh.io import save_figure
 from rhlh.logs import setup_logging
 from rhlh.plotting import RESPONSE_COLORS, response_label
@@ -14,13 +15,7 @@ from rhlh.plotting import RESPONSE_COLORS, response_label
 sm = snakemake  # noqa: F821
 log = setup_logging(sm)
 p = sm.params
-values = pd.read_csv(
-    sm.input.values,
-    sep="\t",
-    keep_default_na=False,
-    na_values=[""],
-    dtype={"sample_id": str, "patient_id": str, "censor": str, "plate": str},
-)
+values = cy.read_values(sm.input.values)
 change = pd.read_csv(sm.input.change, sep="\t", dtype={"sample_id": str, "patient_id": str})
 resp = pd.read_csv(sm.input.responders, sep="\t", dtype=str, keep_default_na=False)
 group = dict(zip(resp["patient_id"], resp["responder"].map(response_label), strict=True))

@@ -10,13 +10,7 @@ from rhlh.longitudinal import change_from_baseline, fit_visit_by_response
 sm = snakemake  # noqa: F821
 log = setup_logging(sm)
 p = sm.params
-values = pd.read_csv(
-    sm.input.values,
-    sep="\t",
-    keep_default_na=False,
-    na_values=[""],
-    dtype={"sample_id": str, "patient_id": str, "censor": str, "plate": str},
-)
+values = cy.read_values(sm.input.values)
 values["uninformative"] = values["uninformative"].astype(str) == "True"
 samples = values[["sample_id", "patient_id", "visit", "day"]].drop_duplicates("sample_id")
 responders = pd.read_csv(sm.input.responders, sep="\t", dtype=str, keep_default_na=False)

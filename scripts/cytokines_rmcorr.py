@@ -9,13 +9,7 @@ from rhlh.logs import setup_logging
 sm = snakemake  # noqa: F821
 log = setup_logging(sm)
 p = sm.params
-values = pd.read_csv(
-    sm.input.values,
-    sep="\t",
-    keep_default_na=False,
-    na_values=[""],
-    dtype={"sample_id": str, "patient_id": str, "censor": str, "plate": str},
-)
+values = cy.read_values(sm.input.values)
 scores = pd.read_csv(sm.input.scores, sep="\t", dtype={"sample_id": str, "patient_id": str})
 if p.methods:
     scores = scores[scores["method"].isin(p.methods)]

@@ -55,6 +55,18 @@ def _write(name, text):
     return lambda c: (c / name).write_text(text)
 
 
+def _h5ad_cells_without_sample_id(cohort: Path):
+    """Swap the counts for a single-cell h5ad whose obs lacks the sample_id column."""
+    import anndata as ad
+    import numpy as np
+
+    (cohort / "counts.tsv.gz").unlink()
+    x = np.ones((4, 3), dtype=np.int64)
+    adata = ad.AnnData(X=x)
+    adata.obs_names = [f"cell{i}" for i in range(4)]
+    adata.write_h5ad(cohort / "counts.h5ad")
+
+
 def _first_line_header(name):
     return (REPO / "example" / "cohort" / name).read_text().splitlines()[0]
 
@@ -241,6 +253,68 @@ CASES = [
         "events.tsv",
         ["unknown event category", "'infection'"],
     ),
+    (
+        "conditioning_after_hsct",
+        lambda c: _edit(c / "patients.tsv", "P002\t79\t51\t\t44", "P002\t79\t51\t\t60"),
+        "patients.tsv",
+        ["conditioning", "conditioning_day"],
+    ),
+    (
+        "pk_negative",
+        lambda c: _edit(c / "pk.tsv", "\tD28\tcsf\t0.90\t", "\tD28\tcsf\t-0.90\t"),
+        "pk.tsv",
+        ["negative concentration", "column 'concentration'"],
+    ),
+    (
+        "event_status_unknown",
+        lambda c: _edit(
+            c / "events.tsv", "\tCMV reactivation\t2\tnew", "\tCMV reactivation\t2\tresolved"
+        ),
+        "events.tsv",
+        ["unknown event status", "'resolved'"],
+    ),
+    (
+        "cytokine_negative",
+        _append("cytokines.tsv", "P001_D0\tIL2\t-5\tpg/mL\t3.2\t10000\tPL1"),
+        "cytokines.tsv",
+        ["-5"],
+    ),
+    (
+        "cytokine_bad_unit",
+        _append("cytokines.tsv", "P001_D0\tIL2\t5\tfurlongs\t3.2\t10000\tPL1"),
+        "cytokines.tsv",
+        ["unit", "furlongs"],
+    ),
+    (
+        "response_duplicate_visit",
+        _append("responses.tsv", "P002\tD7\t7\tPR"),
+        "responses.tsv",
+        ["same patient and visit", "'D7'"],
+    ),
+    (
+        "patients_empty",
+        _write("patients.tsv", ""),
+        "patients.tsv",
+        ["empty"],
+    ),
+    (
+        "counts_duplicate_gene",
+        lambda c: _edit_counts(c, lambda ls: ls + [ls[3]]),
+        "counts.tsv.gz",
+        ["duplicated gene id", "column 'gene_id'"],
+    ),
+    (
+        "counts_duplicate_sample_column",
+        lambda c: _edit_counts(c, lambda ls: [line + "\t" + line.split("\t")[2] for line in ls]),
+        "counts.tsv.gz",
+        ["duplicated sample column"],
+    ),
+    (
+        "h5ad_without_sample_id",
+        lambda c: _h5ad_cells_without_sample_id(c),
+        "counts.h5ad",
+        ["not in samples.tsv", "cell0"],
+    ),
 ]
 
 
@@ -327,3 +401,16 @@ def test_cli_unknown_config_key(tmp_path):
     assert r.returncode != 0
     assert "no_such_key" in r.stderr
     assert files_under(tmp_path / "results") == []
+
+
+def test_code_like_column_is_passed_through_never_run(cohort_copy, tmp_path, monkeypatch):
+    """A column named like Python code is an ordinary covariate: kept, never evaluated."""
+    monkeypatch.chdir(tmp_path)
+    name = "__import__('os').system('touch PWNED')"
+    p = cohort_copy / "samples.tsv"
+    lines = p.read_text().splitlines()
+    lines = [lines[0] + "\t" + name] + [ln + "\tx" for ln in lines[1:]]
+    p.write_text("\n".join(lines) + "\n")
+    cohort = validate_cohort(_config(cohort_copy))
+    assert name in cohort.samples.columns
+    assert not (tmp_path / "PWNED").exists()

@@ -10,6 +10,7 @@ import h5py
 import numpy as np
 import pandas as pd
 import pytest
+
 from rhlh import benchmark as bm
 
 

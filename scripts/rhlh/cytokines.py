@@ -170,6 +170,17 @@ def _plate_limits(df, col):
     return agg["max"].to_dict()
 
 
+def read_values(path) -> pd.DataFrame:
+    """Read results/cytokines/values.tsv with its identifier columns kept as text."""
+    return pd.read_csv(
+        path,
+        sep="\t",
+        keep_default_na=False,
+        na_values=[""],
+        dtype={"sample_id": str, "patient_id": str, "censor": str, "plate": str},
+    )
+
+
 def parse_cytokines(table, file="cytokines.tsv", duplicates="mean"):
     """Validate and tidy cytokines.tsv (path or read_table DataFrame) into pg/mL readings.
 
