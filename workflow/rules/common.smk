@@ -1,4 +1,4 @@
-# Shared by every rule file: config and input validation at parse time, paths, targets.
+# Shared by every stage file: config and input validation at parse time, paths, targets.
 import sys
 from pathlib import Path
 
@@ -27,7 +27,7 @@ TABLES = [
     if INPUTS[t]
 ]
 
-# Each rule file adds its final outputs here: TARGETS["stage"] = [...]
+# Each stage file adds its final outputs here, as TARGETS["stage"] = [...]
 TARGETS = {}
 
 
@@ -37,7 +37,7 @@ def res(path):
 
 
 def logp(rule_name, name="log.txt"):
-    """The log file of a rule: <results>/logs/<rule>/<name>."""
+    """The log file of a job, <results>/logs/<rule name>/<name>."""
     return f"{RESULTS}/logs/{rule_name}/{name}"
 
 
