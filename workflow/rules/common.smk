@@ -4,14 +4,16 @@ from pathlib import Path
 
 from snakemake.utils import validate
 
-sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
+# the repository root, from this file's own location (so that the workflow also works when
+# imported as a module by another Snakefile, whose basedir is elsewhere)
+BASE = Path(workflow.current_basedir).resolve().parents[1]
+sys.path.insert(0, str(BASE / "scripts"))
 
 from rhlh.workflow_support import check_inputs_once, has_cell_types  # noqa: E402
 
-validate(config, Path(workflow.basedir) / "workflow/schemas/config.schema.yaml")
+validate(config, BASE / "workflow/schemas/config.schema.yaml")
 
 RESULTS = config["results"].rstrip("/")
-BASE = Path(workflow.basedir)
 # shipped gene sets are found relative to the workflow, a user's relative to the working dir
 config["genesets"] = [
     g if Path(g).is_absolute() or Path(g).exists() else str(BASE / g)
