@@ -16,6 +16,12 @@ p = sm.params
 paths = dict(zip(p.table_keys, sm.output.tables, strict=True))
 
 adata = ad.read_h5ad(sm.input.counts)
+cell_type = getattr(p, "cell_type", None)
+if cell_type is not None:
+    # one pseudobulk profile per sample of this cell type, named by its sample
+    adata = adata[adata.obs["cell_type"].astype(str) == cell_type].copy()
+    adata.obs_names = adata.obs["sample_id"].astype(str).to_numpy()
+    log.info("cell type %s: %d pseudobulk samples", cell_type, adata.n_obs)
 raw = adata.layers["counts"] if "counts" in adata.layers else adata.X
 raw = raw.toarray() if hasattr(raw, "toarray") else np.asarray(raw)
 gene_ids = adata.var["gene_id"].astype(str) if "gene_id" in adata.var else adata.var_names

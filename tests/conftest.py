@@ -27,8 +27,10 @@ def run_workflow(
     workdir: Path, *args, config: dict | None = None, targets=(), timeout=1200, env=None
 ):
     """Run snakemake on the repo's Snakefile with ``workdir`` as working directory."""
+    # targets first: --configfile and --config take every following word
     cmd = [
         SNAKEMAKE,
+        *targets,
         "-s",
         str(REPO / "Snakefile"),
         "-d",
@@ -38,9 +40,9 @@ def run_workflow(
         "--configfile",
         str(REPO / "config" / "config.yaml"),
     ]
+    cmd += list(args)
     if config:
         cmd += ["--config"] + [f"{k}={v}" for k, v in config.items()]
-    cmd += list(args) + list(targets)
     env = dict(os.environ, PYTHONHASHSEED="0", **(env or {}))
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
 

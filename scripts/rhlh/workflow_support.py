@@ -46,6 +46,21 @@ def has_cell_types(counts_path) -> bool:
         return False
 
 
+def cell_types(counts_path) -> dict[str, str]:
+    """Cell types of a single-cell h5ad as {path-safe name: name} (empty for bulk input)."""
+    import re
+
+    if not has_cell_types(counts_path):
+        return {}
+    import anndata.io as aio
+    import h5py
+
+    with h5py.File(counts_path, "r") as f:
+        values = aio.read_elem(f["obs"]["cell_type"])
+    names = sorted({str(v) for v in values})
+    return {re.sub(r"[^A-Za-z0-9_.-]+", "_", n): n for n in names}
+
+
 def check_genesets(config: dict, base: Path, gene_symbols) -> None:
     """Each GMT must parse and share at least one gene with the data."""
     from rhlh.signatures import read_gmt

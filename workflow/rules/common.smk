@@ -9,7 +9,11 @@ from snakemake.utils import validate
 BASE = Path(workflow.current_basedir).resolve().parents[1]
 sys.path.insert(0, str(BASE / "scripts"))
 
-from rhlh.workflow_support import check_inputs_once, has_cell_types  # noqa: E402
+from rhlh.workflow_support import (
+    cell_types,
+    check_inputs_once,
+    has_cell_types,
+)  # noqa: E402
 
 validate(config, BASE / "workflow/schemas/config.schema.yaml")
 
@@ -23,6 +27,8 @@ config["genesets"] = [
 # a defect stops the run with one message and writes nothing but the validation log.
 INPUTS = check_inputs_once(config, RESULTS, main_process=workflow.is_main_process)
 HAS_CELL_TYPES = has_cell_types(INPUTS["counts"])
+# pseudobulk cell types {path-safe name: name in obs["cell_type"]}, empty for bulk counts
+CELL_TYPES = cell_types(INPUTS["counts"])
 TABLES = [
     t
     for t in ("samples", "patients", "responses", "cytokines", "pk", "events")
@@ -49,3 +55,4 @@ def all_targets(wildcards):
 
 wildcard_constraints:
     table="|".join(TABLES),
+    cell_type="[A-Za-z0-9_.-]+",

@@ -16,6 +16,19 @@ DE_KEYS = _de_table_keys(DE_SPECS, config["visits"], DE_BASELINE)
 DE_FIG_VISITS = [
     v for v in DE_VISITS if f"{DE_FIGURE_DESIGN}/{v}_vs_{DE_BASELINE}" in DE_KEYS
 ]
+DE_FIT_PARAMS = dict(
+    designs=DE_DESIGNS,
+    table_keys=DE_KEYS,
+    visits=config["visits"],
+    baseline=DE_BASELINE,
+    alpha=DE.get("alpha", 0.05),
+    min_patients_per_visit=DE.get("min_patients_per_visit", 3),
+    min_total_count=DE.get("min_total_count", 10),
+    shrink=DE.get("shrink", True),
+    outlier_handling=DE.get("outlier_handling", True),
+    outlier_score=DE.get("outlier_score", 10.0),
+    exclude_samples=config.get("expression", {}).get("exclude_samples", []),
+)
 
 
 rule de_fit:
@@ -51,17 +64,7 @@ rule de_fit:
         mem_mb=lambda wc, attempt: 4000 * attempt,
         runtime=120,
     params:
-        designs=DE_DESIGNS,
-        table_keys=DE_KEYS,
-        visits=config["visits"],
-        baseline=DE_BASELINE,
-        alpha=DE.get("alpha", 0.05),
-        min_patients_per_visit=DE.get("min_patients_per_visit", 3),
-        min_total_count=DE.get("min_total_count", 10),
-        shrink=DE.get("shrink", True),
-        outlier_handling=DE.get("outlier_handling", True),
-        outlier_score=DE.get("outlier_score", 10.0),
-        exclude_samples=config.get("expression", {}).get("exclude_samples", []),
+        **DE_FIT_PARAMS,
     script:
         "../../scripts/de_fit.py"
 
@@ -121,3 +124,26 @@ TARGETS["de"] = (
     + rules.de_figures.output.ma
     + [rules.de_figures.output.heatmap]
 )
+
+
+# single-cell input with cell types: the same designs on each cell type's pseudobulk
+use rule de_fit as de_fit_cell_type with:
+    input:
+        counts=res("inputs/validated/counts_by_cell_type.h5ad"),
+        responders=res("clinical/responders.tsv"),
+        gmt=config.get("genesets", []),
+    output:
+        tables=[res(f"de/{{cell_type}}/{k}.tsv") for k in DE_KEYS],
+        outliers=res("de/{cell_type}/outlier_counts.tsv"),
+        dropped=res("de/{cell_type}/dropped_samples.tsv"),
+    log:
+        logp("de_fit_cell_type", "{cell_type}.log"),
+    params:
+        **DE_FIT_PARAMS,
+        cell_type=lambda wc: CELL_TYPES[wc.cell_type],
+
+
+if CELL_TYPES:
+    TARGETS["de_cell_types"] = expand(
+        res("de/{cell_type}/{key}.tsv"), cell_type=sorted(CELL_TYPES), key=DE_KEYS
+    )
