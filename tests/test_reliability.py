@@ -73,8 +73,9 @@ def test_kill_during_de_and_resume(example_run, tmp_path):
     # no half-written table under a final name
     for p in (tmp_path / "results").rglob("*.tsv"):
         assert p.stat().st_size > 0
-    r = run_workflow(
-        tmp_path, "--rerun-incomplete", config={"cohort": str(EXAMPLE), "results": "results"}
-    )
+    # what Snakemake tells the user after a kill: unlock, then rerun the incomplete jobs
+    cfg = {"cohort": str(EXAMPLE), "results": "results"}
+    assert run_workflow(tmp_path, "--unlock", config=cfg).returncode == 0
+    r = run_workflow(tmp_path, "--rerun-incomplete", config=cfg)
     assert r.returncode == 0, r.stderr[-4000:]
     assert tree_digests(example_run / "results") == tree_digests(tmp_path / "results")

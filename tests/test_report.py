@@ -27,7 +27,7 @@ def report_html(example_run):
 
 def test_report_embeds_every_figure(report_html, example_run):
     text = report_html.read_text()
-    pngs = re.findall(r"data:image/png;base64,([A-Za-z0-9+/=]+)", text)
+    pngs = re.findall(r"data:image/png;[^,\"]*base64,([A-Za-z0-9+/=]+)", text)
     figures = [p for p in (example_run / "results").rglob("*.png") if "logs" not in p.parts]
     assert len(figures) >= 20
     assert len(pngs) >= len(figures) * 0.9, (len(pngs), len(figures))

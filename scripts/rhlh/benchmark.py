@@ -198,6 +198,9 @@ def snakemake_cmd(workdir, cohort, results, cores: int, targets=(), profile=None
     # targets first: --configfile and --config take every following word as theirs
     cmd += [str(t) for t in targets]
     cmd += ["-s", REPO / "Snakefile", "-d", workdir, "--cores", str(cores)]
+    # no "code" trigger: an edit of a rule script by someone else mid-benchmark would rerun
+    # finished stages (and everything downstream) inside a later stage's timing
+    cmd += ["--rerun-triggers", "mtime", "input", "params", "software-env"]
     if profile:
         cmd += ["--workflow-profile", profile]
     cmd += ["--configfile", REPO / "config" / "config.yaml"]
