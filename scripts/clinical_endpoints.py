@@ -14,7 +14,6 @@ p = sm.params
 patients = c.read_validated(sm.input.patients, c.PATIENT_DAY_COLUMNS)
 responses = c.read_validated(sm.input.responses, ["day"])
 events = c.read_validated(sm.input.events[0], ["day", "grade"]) if sm.input.events else None
-c.check_clinical_consistency(patients, responses, p.files)
 n = len(patients)
 
 # primary endpoint: alive at HSCT or week 8, and KM of death censored at HSCT

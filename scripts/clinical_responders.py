@@ -1,8 +1,7 @@
-"""Rule clinical_responders: check the clinical timeline, then define responders."""
+"""Rule clinical_responders: define responders (timelines were checked at validation)."""
 
 from rhlh.clinical import (
     PATIENT_DAY_COLUMNS,
-    check_clinical_consistency,
     define_responders,
     read_validated,
 )
@@ -14,7 +13,6 @@ log = setup_logging(sm)
 p = sm.params
 patients = read_validated(sm.input.patients, PATIENT_DAY_COLUMNS)
 responses = read_validated(sm.input.responses, ["day"])
-check_clinical_consistency(patients, responses, p.files)
 resp = define_responders(patients, responses, p.definition, horizon=p.horizon)
 write_tsv(resp, sm.output[0])
 log.info(

@@ -3,9 +3,6 @@
 
 CLIN = config.get("clinical", {})
 CLIN_EVENTS = [res("inputs/validated/events.tsv")] if INPUTS["events"] else []
-CLIN_FILES = {"patients": INPUTS["patients"], "responses": INPUTS["responses"]}
-
-
 rule clinical_responders:
     input:
         patients=res("inputs/validated/patients.tsv"),
@@ -27,7 +24,6 @@ rule clinical_responders:
     params:
         definition=CLIN.get("responder_definition", "cr_pr_d28"),
         horizon=CLIN.get("horizon_days", 56),
-        files=CLIN_FILES,
     script:
         "../../scripts/clinical_responders.py"
 
@@ -90,7 +86,6 @@ rule clinical_endpoints:
         primary_missing=CLIN.get("primary_missing", "failure"),
         hsct_competing=CLIN.get("hsct_competing", False),
         simon=CLIN.get("simon", {}),
-        files=CLIN_FILES,
     script:
         "../../scripts/clinical_endpoints.py"
 
