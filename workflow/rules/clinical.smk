@@ -3,6 +3,8 @@
 
 CLIN = config.get("clinical", {})
 CLIN_EVENTS = [res("inputs/validated/events.tsv")] if INPUTS["events"] else []
+
+
 rule clinical_responders:
     input:
         patients=res("inputs/validated/patients.tsv"),
