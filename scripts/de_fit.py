@@ -3,6 +3,7 @@
 import anndata as ad
 import numpy as np
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
 from rhlh import de
 from rhlh.design import Contrast, parse_design_specs
@@ -12,6 +13,7 @@ from rhlh.signatures import read_gmt
 
 sm = snakemake  # noqa: F821
 log = setup_logging(sm)
+threadpool_limits(sm.threads)  # BLAS uses the declared cores, no more
 p = sm.params
 paths = dict(zip(p.table_keys, sm.output.tables, strict=True))
 
@@ -71,6 +73,7 @@ if unknown:
     samples = samples[samples["visit"].isin(p.visits)]
 
 outliers, dropped = [], []
+outlier_cache = {}  # designs on the same samples share one outlier scan
 for spec in parse_design_specs(p.designs, source="config (de.designs)"):
     spec.exclude_samples = list(spec.exclude_samples) + [str(s) for s in p.exclude_samples]
     log.info("design %s: %s", spec.id, spec.formula)
@@ -90,6 +93,7 @@ for spec in parse_design_specs(p.designs, source="config (de.designs)"):
         min_patients_per_visit=p.min_patients_per_visit,
         n_cpus=sm.threads,
         source="config (de.designs)",
+        outlier_cache=outlier_cache,
     )
     for key, table in result.wald.items():
         path = paths.get(f"{spec.id}/{key}")

@@ -33,7 +33,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from scipy.special import gammaln
 from scipy.stats import chi2, false_discovery_control, nbinom
 
 from rhlh.design import (
@@ -46,6 +45,14 @@ from rhlh.design import (
     parse_formula,
 )
 from rhlh.errors import InputError
+from rhlh.nbglm import (
+    VectorInference,
+    apeglm_prior_var,
+    fit_dispersions,
+    fit_glm,
+    nb_loglik,
+    shrink_coefficient,
+)
 
 LOG = logging.getLogger("rhlh")
 LN2 = np.log(2.0)
@@ -169,13 +176,14 @@ def detect_outlier_counts(
     patient_col="patient_id",
     min_per_group: int = 3,
     prescreen: float = 5.0,
+    n_cpus: int = 1,
 ) -> pd.DataFrame:
     """Flag single wild counts along patients' trajectories (columns gene_id..score).
 
     ``counts`` is genes x samples. Per gene, log(count / size factor + 0.5) is split by
     median polish into patient + visit effects, which a single count cannot move, giving each
     count a robust expected value. A per-gene dispersion is the negative-binomial maximum
-    likelihood (on a grid, at least ``min_dispersion``) given those expectations, refitted
+    likelihood (at least ``min_dispersion``) given those expectations, refitted
     without the counts beyond ``prescreen``. ``score`` is the signed -log10 NB tail
     probability of the count (positive: too high). A count is flagged when
     |score| > ``score_threshold`` and it differs from the expected count by at least
@@ -207,20 +215,25 @@ def detect_outlier_counts(
     mu = np.maximum(expected, 0.5)
     n, n_par = len(sub), len(rows) + len(cols) - 1
     up = resid > 0
-    grid = np.logspace(-3, 1.5, 46)
-    keep = np.ones_like(y, dtype=bool)
+    keep = np.ones_like(y)
+    alpha_ml = np.full(y.shape[1], 0.1)
     for _ in range(2):
-        # per-gene dispersion: NB maximum likelihood on a grid given the robust means, scaled
-        # up for the degrees of freedom the polish used; the second pass leaves out the
+        # per-gene dispersion: NB maximum likelihood (1e-3..10^1.5) given the robust means,
+        # scaled up for the degrees of freedom the polish used; the second pass leaves out the
         # counts the first pass found extreme, so that they do not inflate it
-        ll = np.stack([np.where(keep, _nb_loglik(y, mu, a), 0.0).sum(axis=0) for a in grid])
-        alpha = np.maximum(grid[np.argmax(ll, axis=0)] * n / max(n - n_par, 1), min_dispersion)
+        alpha_ml = fit_dispersions(
+            y, np.ones((n, 1)), mu, alpha_ml, 1e-3, 10**1.5, n_cpus, weights=keep, cr_reg=False
+        )[0]
+        alpha = np.maximum(alpha_ml * n / max(n - n_par, 1), min_dispersion)
         size = 1.0 / alpha[None, :]
         prob = size / (size + mu)
-        log_tail = np.where(up, nbinom.logsf(y - 1, size, prob), nbinom.logcdf(y, size, prob))
+        size, prob = np.broadcast_to(size, y.shape), np.broadcast_to(prob, y.shape)
+        log_tail = np.empty_like(y)
+        log_tail[up] = nbinom.logsf(y[up] - 1, size[up], prob[up])
+        log_tail[~up] = nbinom.logcdf(y[~up], size[~up], prob[~up])
         # signed -log10 tail probability of the count given the robust expectation
         score = np.where(up, 1.0, -1.0) * (-log_tail / np.log(10.0))
-        keep = np.abs(score) <= prescreen
+        keep = (np.abs(score) <= prescreen).astype(float)
     hit = (np.abs(score) > score_threshold) & (np.abs(y - expected) >= min_difference)
     si, gi = np.nonzero(hit)
     out = pd.DataFrame(
@@ -248,8 +261,13 @@ def fit_design(
     visit_col="visit",
     patient_col="patient_id",
     source="config",
+    outlier_cache: dict | None = None,
 ) -> DEFit:
-    """Fit size factors, dispersions and coefficients of ``formula`` (counts: genes x samples)."""
+    """Fit size factors, dispersions and coefficients of ``formula`` (counts: genes x samples).
+
+    ``outlier_cache`` (a dict shared by the designs of one run) keeps the outlier scan of a
+    sample set, so that designs fitted on the same samples and counts scan them once.
+    """
     from pydeseq2.dds import DeseqDataSet
 
     samples = _as_sample_index(samples.copy())
@@ -275,7 +293,7 @@ def fit_design(
             counts=x,
             metadata=obs,
             design=design.matrix,
-            n_cpus=n_cpus,
+            inference=VectorInference(n_cpus=n_cpus),
             quiet=True,
             refit_cooks=True,
         )
@@ -283,14 +301,25 @@ def fit_design(
     outliers = pd.DataFrame(columns=[*OUTLIER_COLUMNS, "replaced"])
     messages = list(design.messages)
     if visit_col in samples.columns and patient_col in samples.columns:
-        outliers = detect_outlier_counts(
-            counts[samples.index],
-            samples,
-            dds.obs["size_factors"].to_numpy(),
-            score_threshold=outlier_score,
-            visit_col=visit_col,
-            patient_col=patient_col,
+        key = (
+            id(counts),
+            tuple(samples.index),
+            tuple(samples[patient_col].astype(str)),
+            tuple(samples[visit_col].astype(str)),
+            outlier_score,
         )
+        cache = outlier_cache if outlier_cache is not None else {}
+        if key not in cache:
+            cache[key] = detect_outlier_counts(
+                counts[samples.index],
+                samples,
+                dds.obs["size_factors"].to_numpy(),
+                score_threshold=outlier_score,
+                visit_col=visit_col,
+                patient_col=patient_col,
+                n_cpus=n_cpus,
+            )
+        outliers = cache[key].copy()
         outliers["replaced"] = bool(outlier_handling)
         if len(outliers):
             messages.append(
@@ -412,7 +441,7 @@ def wald_test(
         cooks_filter=cooks_filter,
         independent_filter=independent_filter,
         quiet=True,
-        n_cpus=fit.n_cpus,
+        inference=VectorInference(n_cpus=fit.n_cpus),
     )
     ds.summary()
     res = ds.results_df[["baseMean", "log2FoldChange", "lfcSE", "stat", "pvalue", "padj"]]
@@ -422,67 +451,41 @@ def wald_test(
         res["lfcSE_shrunk"] = np.nan
         single = np.flatnonzero(vec)
         if len(single) == 1 and vec[single[0]] == 1.0:
-            coeff = fit.design.matrix.columns[single[0]]
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)
-                ds.lfc_shrink(coeff=coeff)
-            res["log2FoldChange_shrunk"] = ds.LFC[coeff].to_numpy() / LN2
-            res["lfcSE_shrunk"] = ds.SE.to_numpy() / LN2
+            res.loc[:, ["log2FoldChange_shrunk", "lfcSE_shrunk"]] = _shrink(fit, ds, single[0])
         else:
             # apeglm shrinks one coefficient; a difference of coefficients has no prior here
             LOG.info("no LFC shrinkage for a contrast that is not a single coefficient")
     return _annotate(res, fit, gene_names)
 
 
-def _nb_loglik(y, mu, disp):
-    r = 1.0 / disp
-    return (
-        gammaln(y + r)
-        - gammaln(r)
-        - gammaln(y + 1.0)
-        + r * np.log(r / (r + mu))
-        + y * np.log(mu / (r + mu))
-    )
+def _shrink(fit: DEFit, ds, k: int) -> np.ndarray:
+    """apeGLM-shrunken log2FC and SE of coefficient k (genes x 2), as DESeq2's lfcShrink.
 
-
-def nb_glm_fit(y, size_factors, X, disp, min_mu=0.5, tol=1e-8, max_iter=100, ridge=1e-6):
-    """NB GLM fits of every gene at once by IRLS with known dispersions; returns mu (n x G).
-
-    Vectorised over genes (one (G x n) @ (n x p^2) product per iteration instead of one
-    solver call per gene), with DESeq2's small ridge on the coefficients and its
-    relative-deviance stopping rule.
+    The prior scale comes from the MLEs and SEs of the coefficient (apeGLM's adaptive prior,
+    capped at 1 as pydeseq2 does); the MAP fits run vectorised in ``rhlh.nbglm``.
     """
-    y = np.asarray(y, float)
-    n, p = X.shape
-    n_genes = y.shape[1]
-    xx = (X[:, :, None] * X[:, None, :]).reshape(n, p * p)
-    beta = np.linalg.lstsq(X, np.log(y / size_factors[:, None] + 0.1), rcond=None)[0].T
-    mu = np.maximum(size_factors[:, None] * np.exp(X @ beta.T), min_mu)
-    dev = -2.0 * _nb_loglik(y, mu, disp[None, :]).sum(axis=0)
-    active = np.arange(n_genes)
-    eye = ridge * np.eye(p)
-    for _ in range(max_iter):
-        if active.size == 0:
-            break
-        ya, ma, da = y[:, active], mu[:, active], disp[active]
-        w = ma / (1.0 + da[None, :] * ma)
-        z = np.log(ma / size_factors[:, None]) + (ya - ma) / ma
-        a = (w.T @ xx).reshape(-1, p, p) + eye
-        b = (w * z).T @ X
-        try:
-            new = np.linalg.solve(a, b[:, :, None])[:, :, 0]
-        except np.linalg.LinAlgError:
-            new = np.stack(
-                [np.linalg.lstsq(ai, bi, rcond=None)[0] for ai, bi in zip(a, b, strict=True)]
-            )
-        new = np.clip(new, -30, 30)
-        mu_new = np.maximum(size_factors[:, None] * np.exp(X @ new.T), min_mu)
-        dev_new = -2.0 * _nb_loglik(ya, mu_new, da[None, :]).sum(axis=0)
-        beta[active], mu[:, active] = new, mu_new
-        done = np.abs(dev_new - dev[active]) / (np.abs(dev_new) + 0.1) < tol
-        dev[active] = dev_new
-        active = active[~done]
-    return mu
+    dds = fit.dds
+    nz = dds.non_zero_idx
+    prior_var = apeglm_prior_var(ds.LFC.iloc[:, k].to_numpy(), ds.SE.to_numpy())
+    lfc, se, _ = shrink_coefficient(
+        np.asarray(dds.X, dtype=float)[:, nz],
+        dds.obs["size_factors"].to_numpy(),
+        fit.design.matrix.to_numpy(dtype=float),
+        dds.var["dispersions"].to_numpy()[nz],
+        k,
+        prior_scale=min(np.sqrt(prior_var), 1.0),
+        init=ds.LFC.to_numpy()[nz],  # the MLEs: the MAP is close
+        n_cpus=fit.n_cpus,
+    )
+    out = np.full((dds.n_vars, 2), np.nan)
+    out[nz, 0], out[nz, 1] = lfc / LN2, se / LN2
+    return out
+
+
+def _glm_mu(y, size_factors, X, disp, min_mu, n_cpus=1, beta_init=None):
+    """Thresholded fitted means of the NB GLM of every gene (n x genes)."""
+    beta = fit_glm(y, size_factors, X, disp, min_mu, n_cpus=n_cpus, beta_init=beta_init)[0]
+    return np.maximum(size_factors[:, None] * np.exp(X @ beta.T), min_mu)
 
 
 def lrt(
@@ -520,15 +523,23 @@ def lrt(
     nz = dds.non_zero_idx
     sf = dds.obs["size_factors"].to_numpy()
     disp = dds.var["dispersions"].to_numpy()[nz]
-    # both models refitted by the same vectorised IRLS, so the statistic compares two fits of
-    # equal precision (as DESeq2 does with its own IRLS for both)
-    mu_full = nb_glm_fit(y[:, nz], sf, fit.design.matrix.to_numpy(dtype=float), disp, dds.min_mu)
-    mu_red = nb_glm_fit(y[:, nz], sf, reduced.matrix.to_numpy(dtype=float), disp, dds.min_mu)
+    # the full model is the design's own fit (same IRLS, dispersions and counts, refitted
+    # genes included); the reduced model is refitted from the full model's coefficients
+    x_full = fit.design.matrix.to_numpy(dtype=float)
+    lfc = dds.varm["LFC"].to_numpy()[nz]
+    mu_full = np.maximum(sf[:, None] * np.exp(x_full @ lfc.T), dds.min_mu)
+    cols = list(fit.design.matrix.columns)
+    init = np.stack(
+        [lfc[:, cols.index(c)] if c in cols else np.zeros(len(nz)) for c in reduced.matrix],
+        axis=1,
+    )
+    x_red = reduced.matrix.to_numpy(dtype=float)
+    mu_red = _glm_mu(y[:, nz], sf, x_red, disp, dds.min_mu, fit.n_cpus, init)
     yy = y[:, nz]
     stat = np.full(dds.n_vars, np.nan)
     stat[nz] = 2.0 * (
-        _nb_loglik(yy, mu_full, disp[None, :]).sum(axis=0)
-        - _nb_loglik(yy, mu_red, disp[None, :]).sum(axis=0)
+        nb_loglik(yy, mu_full, disp[None, :]).sum(axis=0)
+        - nb_loglik(yy, mu_red, disp[None, :]).sum(axis=0)
     )
     pvalue = chi2.sf(stat, df)
     if getattr(dds, "new_all_zeroes_genes", None) is not None and len(dds.new_all_zeroes_genes):
@@ -589,6 +600,7 @@ def run_design(
     visit_col="visit",
     patient_col="patient_id",
     source="config",
+    outlier_cache: dict | None = None,
 ) -> DEResult:
     """Select samples, fit once, then run every Wald contrast and LRT of one design spec."""
     formulas = [spec.formula, *spec.reduced.values()]
@@ -616,6 +628,7 @@ def run_design(
         visit_col=visit_col,
         patient_col=patient_col,
         source=source,
+        outlier_cache=outlier_cache,
     )
     for m in messages:
         LOG.info(m)

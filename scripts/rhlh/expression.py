@@ -105,6 +105,8 @@ def poscounts_size_factors(counts: np.ndarray) -> np.ndarray:
 def _deseq_dataset(counts: np.ndarray, obs_names, var_names, n_cpus: int = 1):
     from pydeseq2.dds import DeseqDataSet
 
+    from rhlh.nbglm import VectorInference
+
     frame = pd.DataFrame(counts, index=list(obs_names), columns=list(var_names))
     # design ~1: the VST is blind to the experimental design, as DESeq2's blind=TRUE
     return DeseqDataSet(
@@ -112,7 +114,7 @@ def _deseq_dataset(counts: np.ndarray, obs_names, var_names, n_cpus: int = 1):
         metadata=pd.DataFrame(index=frame.index),
         design="~1",
         quiet=True,
-        n_cpus=n_cpus,
+        inference=VectorInference(n_cpus=n_cpus),
     )
 
 
@@ -164,8 +166,8 @@ def deseq2_normalize(
     # DeseqDataSet.vst() would refit the size factors (it looks for them in obsm, not obs)
     # with pydeseq2's own poscounts; its steps are run here on the factors set above.
     dds.vst_fit_type = fit_type
-    # one BLAS thread: the per-gene 1-D optimisations only lose time to oversubscription
-    with warnings.catch_warnings(record=True) as caught, threadpool_limits(limits=1):
+    # dispersions fitted vectorised over genes (rhlh.nbglm), n_cpus blocks at a time
+    with warnings.catch_warnings(record=True) as caught, threadpool_limits(limits=n_cpus):
         warnings.simplefilter("always")
         dds.fit_genewise_dispersions(vst=True)
         dds.fit_dispersion_trend(vst=True)
