@@ -48,6 +48,7 @@ from rhlh.errors import InputError
 from rhlh.nbglm import (
     VectorInference,
     apeglm_prior_var,
+    blockwise,
     fit_dispersions,
     fit_glm,
     nb_loglik,
@@ -205,44 +206,51 @@ def detect_outlier_counts(
     sub = samples[ok]
     if sub.empty:
         return pd.DataFrame(columns=OUTLIER_COLUMNS)
-    y = counts[sub.index].to_numpy(dtype=float).T  # samples x genes
+    counts_sub = counts[sub.index].to_numpy().T  # samples x genes
     s = sf[sub.index].to_numpy()[:, None]
-    logn = np.log(y / s + 0.5)
     rows = [np.flatnonzero((sub[patient_col] == p).to_numpy()) for p in sub[patient_col].unique()]
     cols = [np.flatnonzero((sub[visit_col] == v).to_numpy()) for v in sub[visit_col].unique()]
-    resid = _median_polish(logn, rows, cols)
-    expected = s * np.maximum(np.exp(logn - resid) - 0.5, 0.0)
-    mu = np.maximum(expected, 0.5)
     n, n_par = len(sub), len(rows) + len(cols) - 1
-    up = resid > 0
-    keep = np.ones_like(y)
-    alpha_ml = np.full(y.shape[1], 0.1)
-    for _ in range(2):
-        # per-gene dispersion: NB maximum likelihood (1e-3..10^1.5) given the robust means,
-        # scaled up for the degrees of freedom the polish used; the second pass leaves out the
-        # counts the first pass found extreme, so that they do not inflate it
-        alpha_ml = fit_dispersions(
-            y, np.ones((n, 1)), mu, alpha_ml, 1e-3, 10**1.5, n_cpus, weights=keep, cr_reg=False
-        )[0]
-        alpha = np.maximum(alpha_ml * n / max(n - n_par, 1), min_dispersion)
-        size = 1.0 / alpha[None, :]
-        prob = size / (size + mu)
-        size, prob = np.broadcast_to(size, y.shape), np.broadcast_to(prob, y.shape)
-        log_tail = np.empty_like(y)
-        log_tail[up] = nbinom.logsf(y[up] - 1, size[up], prob[up])
-        log_tail[~up] = nbinom.logcdf(y[~up], size[~up], prob[~up])
-        # signed -log10 tail probability of the count given the robust expectation
-        score = np.where(up, 1.0, -1.0) * (-log_tail / np.log(10.0))
-        keep = (np.abs(score) <= prescreen).astype(float)
-    hit = (np.abs(score) > score_threshold) & (np.abs(y - expected) >= min_difference)
-    si, gi = np.nonzero(hit)
+
+    def scan(blk):
+        # genes are independent: one block of genes at a time keeps memory flat
+        y = counts_sub[:, blk].astype(float)
+        logn = np.log(y / s + 0.5)
+        resid = _median_polish(logn, rows, cols)
+        expected = s * np.maximum(np.exp(logn - resid) - 0.5, 0.0)
+        mu = np.maximum(expected, 0.5)
+        up = resid > 0
+        keep = np.ones_like(y)
+        alpha_ml = np.full(y.shape[1], 0.1)
+        for _ in range(2):
+            # per-gene dispersion: NB maximum likelihood (1e-3..10^1.5) given the robust
+            # means, scaled up for the degrees of freedom the polish used; the second pass
+            # leaves out the counts the first pass found extreme, so that they do not inflate it
+            alpha_ml = fit_dispersions(
+                y, np.ones((n, 1)), mu, alpha_ml, 1e-3, 10**1.5, weights=keep, cr_reg=False
+            )[0]
+            alpha = np.maximum(alpha_ml * n / max(n - n_par, 1), min_dispersion)
+            size = np.broadcast_to(1.0 / alpha[None, :], y.shape)
+            prob = size / (size + mu)
+            log_tail = np.empty_like(y)
+            log_tail[up] = nbinom.logsf(y[up] - 1, size[up], prob[up])
+            log_tail[~up] = nbinom.logcdf(y[~up], size[~up], prob[~up])
+            # signed -log10 tail probability of the count given the robust expectation
+            score = np.where(up, 1.0, -1.0) * (-log_tail / np.log(10.0))
+            keep = (np.abs(score) <= prescreen).astype(float)
+        hit = (np.abs(score) > score_threshold) & (np.abs(y - expected) >= min_difference)
+        si, gi = np.nonzero(hit)
+        return si, gi + blk.start, y[si, gi], expected[si, gi], score[si, gi]
+
+    parts = blockwise(scan, counts_sub.shape[1], 8 * 24 * n, n_cpus)
+    si, gi, cnt, exp_, score = (np.concatenate(x) for x in zip(*parts, strict=True))
     out = pd.DataFrame(
         {
             "gene_id": counts.index.to_numpy()[gi].astype(str),
             "sample_id": sub.index.to_numpy()[si],
-            "count": y[si, gi].astype(np.int64),
-            "expected": expected[si, gi],
-            "score": score[si, gi],
+            "count": cnt.astype(np.int64),
+            "expected": exp_,
+            "score": score,
         }
     )
     return out.sort_values(["gene_id", "sample_id"]).reset_index(drop=True)

@@ -47,21 +47,20 @@ def nb_loglik(y, mu, disp):
     )
 
 
-def gene_blocks(n_genes: int, n_samples: int, n_coef: int, n_cpus: int = 1):
+def gene_blocks(n_genes: int, bytes_per_gene: int, n_cpus: int = 1):
     """Slices of genes whose working arrays take about ``CHUNK_BYTES``, >= n_cpus of them."""
-    per_gene = 8 * (12 * n_samples + 6 * n_coef * n_coef)
-    size = min(CHUNK_BYTES // per_gene, -(-n_genes // max(n_cpus, 1)))
+    size = min(CHUNK_BYTES // max(int(bytes_per_gene), 1), -(-n_genes // max(n_cpus, 1)))
     size = max(32, int(size))
     return [slice(a, min(a + size, n_genes)) for a in range(0, n_genes, size)]
 
 
-def blockwise(fn, n_genes: int, n_samples: int, n_coef: int, n_cpus: int = 1) -> list:
+def blockwise(fn, n_genes: int, bytes_per_gene: int, n_cpus: int = 1) -> list:
     """``fn(block)`` for every block of genes, ``n_cpus`` blocks at a time; results in order.
 
     Blocks run in threads (numpy and scipy release the GIL) with BLAS held to one thread
     each, so that the declared cores are used once, not n_cpus x BLAS threads.
     """
-    blocks = gene_blocks(n_genes, n_samples, n_coef, n_cpus)
+    blocks = gene_blocks(n_genes, bytes_per_gene, n_cpus)
     if n_cpus <= 1 or len(blocks) == 1:
         return [fn(b) for b in blocks]
     from concurrent.futures import ThreadPoolExecutor
@@ -99,13 +98,14 @@ class Gram:
         self.iu = np.triu_indices(self.p)
         self.xx = self.X[:, self.iu[0]] * self.X[:, self.iu[1]]  # n x p(p+1)/2
         self.mult = np.where(self.iu[0] == self.iu[1], 1.0, 2.0)
+        tri = np.zeros((self.p, self.p), dtype=int)
+        tri[self.iu] = np.arange(self.iu[0].size)
+        tri[self.iu[1], self.iu[0]] = np.arange(self.iu[0].size)
+        self.tri = tri.ravel()  # position of each (i, j) in the upper-triangle products
 
     def __call__(self, w, ridge=None):
         """Stack of ``X^T diag(w[:, g]) X`` (+ ridge), shape genes x p x p."""
-        q = w.T @ self.xx
-        a = np.empty((w.shape[1], self.p, self.p))
-        a[:, self.iu[0], self.iu[1]] = q
-        a[:, self.iu[1], self.iu[0]] = q
+        a = (w.T @ self.xx)[:, self.tri].reshape(w.shape[1], self.p, self.p)
         if ridge is not None:
             a += ridge
         return a
@@ -129,11 +129,210 @@ def _solve(a, b):
         return np.einsum("gij,gj->gi", np.linalg.pinv(a, hermitian=True), b)
 
 
+def _diag_add(a, diag):
+    """a (genes x m x m) + diag on the diagonal; diag is (m,) or (genes, m)."""
+    idx = np.arange(a.shape[1])
+    a[:, idx, idx] += diag
+    return a
+
+
+class DenseOps:
+    """Weighted normal equations ``X^T W X (+ diag)`` of a design, as dense p x p matrices."""
+
+    def __init__(self, X):
+        self.gram = Gram(X)
+        self.X = self.gram.X
+        self.p = self.gram.p
+
+    def bytes_per_gene(self) -> int:
+        return 8 * (12 * self.X.shape[0] + 6 * self.p * self.p)
+
+    def factor(self, w, diag=None):
+        return _DenseFactor(self, w, diag)
+
+
+class _DenseFactor:
+    def __init__(self, ops, w, diag):
+        self.ops = ops
+        self.a = ops.gram(w)
+        if diag is not None:
+            _diag_add(self.a, diag)
+        self._inv = None
+
+    @property
+    def inv(self):
+        if self._inv is None:
+            self._inv = _inv(self.a)
+        return self._inv
+
+    def solve(self, rhs):
+        return _solve(self.a, rhs)
+
+    def lev(self):
+        """x_i^T A^-1 x_i, samples x genes."""
+        return self.ops.gram.quad(self.inv)
+
+    def logdet(self):
+        return np.linalg.slogdet(self.a)[1]
+
+    def trace_sq(self, w1):
+        """tr((A^-1 B)^2) with B = X^T diag(w1) X."""
+        m = self.inv @ self.ops.gram(w1)
+        return (m * m.transpose(0, 2, 1)).sum(axis=(1, 2))
+
+    def inv_diag(self, j):
+        return self.inv[:, j, j]
+
+
+def indicator_columns(X, min_columns=6):
+    """Columns of X that are 0/1 indicators with disjoint supports (a factor's dummies).
+
+    Chosen greedily from the smallest support up (a patient factor's dummies before visit
+    dummies); returns [] when fewer than ``min_columns`` are found.
+    """
+    X = np.asarray(X, dtype=float)
+    binary = [
+        j for j in range(X.shape[1]) if np.isin(X[:, j], (0.0, 1.0)).all() and 0 < X[:, j].sum()
+    ]
+    used = np.zeros(X.shape[0], dtype=bool)
+    chosen = []
+    for j in sorted(binary, key=lambda j: (X[:, j].sum(), j)):
+        col = X[:, j] == 1.0
+        if not (col & used).any():
+            chosen.append(j)
+            used |= col
+    return sorted(chosen) if len(chosen) >= min_columns else []
+
+
+class BlockOps:
+    """``X^T W X`` of a design with many disjoint indicator columns (patient dummies).
+
+    With X = [Z, V], Z the indicators (each sample in at most one), the normal matrix is
+    [[D, C], [C^T, E]] with D diagonal. Everything is done through the Schur complement
+    S = E - C^T D^-1 C (k x k, k = columns of V), so the cost per gene grows with
+    n k^2 instead of n p^2: a design with one coefficient per patient stays linear in the
+    number of patients. Same results as ``DenseOps`` to rounding.
+    """
+
+    def __init__(self, X, z_cols):
+        self.X = np.asarray(X, dtype=float)
+        n, self.p = self.X.shape
+        self.z = np.asarray(z_cols, dtype=int)
+        self.v = np.setdiff1d(np.arange(self.p), self.z)
+        self.V = self.X[:, self.v]
+        self.vgram = Gram(self.V)
+        group = np.full(n, -1)
+        for a, j in enumerate(self.z):
+            group[self.X[:, j] == 1.0] = a
+        self.group = group
+        self.in_group = np.flatnonzero(group >= 0)
+        # samples of the indicators, ordered by indicator, and where each one starts
+        self.order = self.in_group[np.argsort(group[self.in_group], kind="stable")]
+        self.starts = np.searchsorted(group[self.order], np.arange(self.z.size))
+        self.V1 = np.column_stack([np.ones(n), self.V])
+
+    def bytes_per_gene(self) -> int:
+        n, k, m = self.X.shape[0], self.v.size, self.z.size
+        return 8 * (12 * n + 4 * n * k + 4 * m * k + 6 * k * k)
+
+    def factor(self, w, diag=None):
+        return _BlockFactor(self, w, diag)
+
+    def group_sums_v(self, w):
+        """Sums over each indicator's samples of w and of w v_i.
+
+        Returns (genes x indicators, genes x indicators x k).
+        """
+        wo = w[self.order].T  # genes x ordered samples
+        v = self.V1[self.order]
+        s = np.stack(
+            [np.add.reduceat(wo * v[:, j], self.starts, axis=1) for j in range(v.shape[1])], axis=2
+        )
+        return s[:, :, 0], s[:, :, 1:]
+
+
+class _BlockFactor:
+    def __init__(self, ops, w, diag):
+        self.ops = ops
+        d, c = ops.group_sums_v(w)
+        e = ops.vgram(w)
+        if diag is not None:
+            dg = np.broadcast_to(np.asarray(diag, dtype=float), (w.shape[1], ops.p))
+            d = d + dg[:, ops.z]
+            _diag_add(e, dg[:, ops.v])
+        self.d, self.c = d, c
+        self.dinv = 1.0 / d
+        self.cd = c * self.dinv[:, :, None]  # C_j / D_j
+        self.s = e - self.cd.transpose(0, 2, 1) @ c
+        self._sinv = None
+
+    @property
+    def sinv(self):
+        if self._sinv is None:
+            self._sinv = _inv(self.s)
+        return self._sinv
+
+    def solve(self, rhs):
+        o = self.ops
+        b1, b2 = rhs[:, o.z], rhs[:, o.v]
+        y2 = _solve(self.s, b2 - (self.cd.transpose(0, 2, 1) @ b1[:, :, None])[:, :, 0])
+        y1 = (b1 - (self.c @ y2[:, :, None])[:, :, 0]) * self.dinv
+        out = np.empty_like(rhs, dtype=float)
+        out[:, o.z], out[:, o.v] = y1, y2
+        return out
+
+    def _t(self):
+        """t_i = v_i - C_g(i) / D_g(i) per gene (genes x n x k)."""
+        o = self.ops
+        t = np.broadcast_to(o.V, (self.d.shape[0], *o.V.shape)).copy()
+        t[:, o.in_group, :] -= self.cd[:, o.group[o.in_group], :]
+        return t
+
+    def lev(self):
+        o = self.ops
+        t = self._t()
+        q = ((t @ self.sinv) * t).sum(axis=2)
+        q[:, o.in_group] += self.dinv[:, o.group[o.in_group]]
+        return q.T
+
+    def logdet(self):
+        return np.log(self.d).sum(axis=1) + np.linalg.slogdet(self.s)[1]
+
+    def trace_sq(self, w1):
+        """tr((A^-1 B)^2) with B = X^T diag(w1) X, from x_i^T A^-1 x_l = [same group]/D +
+        t_i^T S^-1 t_l."""
+        o = self.ops
+        t = self._t()
+        wt = w1.T[:, :, None] * t
+        # group sums of w1 and of w1 t_i (t_i = v_i - C_g / D_g)
+        s0, s1 = o.group_sums_v(w1)
+        term1 = (s0**2 * self.dinv**2).sum(axis=1)
+        sj = s1 - s0[:, :, None] * self.cd
+        term2 = 2.0 * (self.dinv * ((sj @ self.sinv) * sj).sum(axis=2)).sum(axis=1)
+        m = self.sinv @ (wt.transpose(0, 2, 1) @ t)
+        return term1 + term2 + (m * m.transpose(0, 2, 1)).sum(axis=(1, 2))
+
+    def inv_diag(self, j):
+        o = self.ops
+        pos = np.flatnonzero(o.v == j)
+        if pos.size:
+            return self.sinv[:, pos[0], pos[0]]
+        a = int(np.flatnonzero(o.z == j)[0])
+        u = self.cd[:, a, :]
+        return self.dinv[:, a] + ((u[:, None, :] @ self.sinv)[:, 0, :] * u).sum(axis=1)
+
+
+def design_ops(X):
+    """``BlockOps`` when X has >= 6 disjoint indicator columns, else ``DenseOps``."""
+    z = indicator_columns(X)
+    return BlockOps(X, z) if z else DenseOps(X)
+
+
 def _start(y, size_factors, X):
     """Least-squares start on log(y / s + 0.1), as pydeseq2's and DESeq2's IRLS."""
     logy = np.log(y / size_factors[:, None] + 0.1)
     if np.linalg.matrix_rank(X) == X.shape[1]:
-        return np.linalg.lstsq(X, logy, rcond=None)[0].T
+        return (np.linalg.pinv(X) @ logy).T  # one pseudo-inverse for all genes
     beta = np.zeros((y.shape[1], X.shape[1]))
     beta[:, 0] = logy.mean(axis=0)
     return beta
@@ -149,7 +348,7 @@ def irls(
     max_beta=30.0,
     maxiter=250,
     ridge=1e-6,
-    gram=None,
+    ops=None,
     beta_init=None,
 ):
     """IRLS fits of one NB GLM per gene (columns of y) with known dispersions (one block).
@@ -162,10 +361,10 @@ def irls(
     y = np.asarray(y, dtype=float)
     sf = np.asarray(size_factors, dtype=float)
     disp = np.asarray(disp, dtype=float)
-    gram = gram or Gram(X)
-    X = gram.X
+    ops = ops or design_ops(X)
+    X = ops.X
     n_genes, p = y.shape[1], X.shape[1]
-    ridge_m = ridge * np.eye(p)
+    ridge_d = np.full(p, ridge)
     beta = _start(y, sf, X) if beta_init is None else np.array(beta_init, dtype=float)
     mu = np.maximum(sf[:, None] * np.exp(X @ beta.T), min_mu)
     dev = np.full(n_genes, 1000.0)
@@ -177,7 +376,7 @@ def irls(
         ya, ma, da = y[:, active], mu[:, active], disp[active]
         w = ma / (1.0 + ma * da[None, :])
         z = np.log(ma / sf[:, None]) + (ya - ma) / ma
-        new = _solve(gram(w, ridge_m), (w * z).T @ X)
+        new = ops.factor(w, ridge_d).solve((w * z).T @ X)
         bad = ~np.isfinite(new).all(axis=1) | (np.abs(new) > max_beta).any(axis=1)
         fallback[active[bad]] = True
         act, new = active[~bad], new[~bad]
@@ -188,7 +387,7 @@ def irls(
         dev[act] = dev_new
         active = act[~done]
     fallback[active] = True
-    hat = hat_diagonals(beta, sf, X, disp, min_mu, ridge, gram)
+    hat = hat_diagonals(beta, sf, X, disp, min_mu, ridge, ops)
     return beta, sf[:, None] * np.exp(X @ beta.T), hat, ~fallback, fallback
 
 
@@ -196,15 +395,15 @@ def fit_glm(y, size_factors, X, disp, min_mu=0.5, beta_tol=1e-8, n_cpus=1, beta_
     """``irls`` over all genes in blocks, ``n_cpus`` blocks at a time (same outputs)."""
     y = np.asarray(y, dtype=float)
     disp = np.asarray(disp, dtype=float)
-    gram = Gram(X)
+    ops = design_ops(X)
 
     def run(blk):
         init = None if beta_init is None else beta_init[blk]
         return irls(
-            y[:, blk], size_factors, X, disp[blk], min_mu, beta_tol, gram=gram, beta_init=init, **kw
+            y[:, blk], size_factors, X, disp[blk], min_mu, beta_tol, ops=ops, beta_init=init, **kw
         )
 
-    parts = blockwise(run, y.shape[1], y.shape[0], gram.p, n_cpus)
+    parts = blockwise(run, y.shape[1], ops.bytes_per_gene(), n_cpus)
     beta, mu, hat, conv, fallback = zip(*parts, strict=True)
     return (
         np.concatenate(beta),
@@ -215,17 +414,15 @@ def fit_glm(y, size_factors, X, disp, min_mu=0.5, beta_tol=1e-8, n_cpus=1, beta_
     )
 
 
-def hat_diagonals(beta, size_factors, X, disp, min_mu=0.5, ridge=1e-6, gram=None):
+def hat_diagonals(beta, size_factors, X, disp, min_mu=0.5, ridge=1e-6, ops=None):
     """Diagonal of ``W^1/2 X (X^T W X + ridge)^-1 X^T W^1/2`` per gene (n x genes)."""
-    gram = gram or Gram(X)
-    mu = np.maximum(size_factors[:, None] * np.exp(gram.X @ beta.T), min_mu)
+    ops = ops or design_ops(X)
+    mu = np.maximum(size_factors[:, None] * np.exp(ops.X @ beta.T), min_mu)
     w = mu / (1.0 + mu * disp[None, :])
-    return w * gram.quad(_inv(gram(w, ridge * np.eye(gram.p))))
+    return w * ops.factor(w, np.full(ops.p, ridge)).lev()
 
 
-def _dispersion_objective(
-    y, lgy1, mu, gram, theta, target, prior_var, cr_reg, derivs, weights=None
-):
+def _dispersion_objective(y, lgy1, mu, ops, theta, target, prior_var, cr_reg, derivs, weights=None):
     """Negative (CR-adjusted, prior-penalised) log-likelihood in theta = log(dispersion).
 
     ``lgy1`` is gammaln(y + 1); ``weights`` (n x genes, optional) weight each count's
@@ -248,16 +445,14 @@ def _dispersion_objective(
         h = -(r1 * r1 * d2l_dr2 + r1 * dl_dr)
     if cr_reg:
         w = mu / (1.0 + a * mu)
-        gm = gram(w)
-        f = f + 0.5 * np.linalg.slogdet(gm)[1]
+        fac = ops.factor(w)
+        f = f + 0.5 * fac.logdet()
         if derivs:
-            inv = _inv(gm)
-            lev = gram.quad(inv)  # x_i^T A^-1 x_i
+            lev = fac.lev()  # x_i^T A^-1 x_i
             w1 = -a * w * w  # dW / dtheta
             w2 = w1 + 2.0 * a * a * w**3  # d2W / dtheta2
-            m = inv @ gram(w1)
             g = g + 0.5 * (w1 * lev).sum(axis=0)
-            h = h + 0.5 * ((w2 * lev).sum(axis=0) - (m * m.transpose(0, 2, 1)).sum(axis=(1, 2)))
+            h = h + 0.5 * ((w2 * lev).sum(axis=0) - fac.trace_sq(w1))
     if prior_var is not None:
         f = f + (theta - target) ** 2 / (2.0 * prior_var)
         if derivs:
@@ -279,20 +474,20 @@ def alpha_mle(
     tol=1e-7,
     gtol=1e-5,
     maxiter=100,
-    gram=None,
+    ops=None,
     weights=None,
 ):
     """Dispersion per gene maximising the (CR-adjusted, optionally MAP) NB likelihood.
 
     Newton's method in log dispersion from ``alpha_hat`` (the prior's centre when
     ``prior_reg``), with a backtracking line search (one block), until the step is below
-    ``tol`` or the gradient below ``gtol``; returns (dispersions, converged). ``weights`` (n x genes) weight the counts' log-likelihoods (not the
-    Cox-Reid term).
+    ``tol`` or the gradient below ``gtol``; returns (dispersions, converged). ``weights``
+    (n x genes) weight the counts' log-likelihoods (not the Cox-Reid term).
     """
     y = np.asarray(y, dtype=float)
     mu = np.asarray(mu, dtype=float)
     lgy1 = gammaln(y + 1.0)
-    gram = gram or Gram(X)
+    ops = ops or design_ops(X)
     lo, hi = np.log(min_disp), np.log(max_disp)
     target = np.log(np.asarray(alpha_hat, dtype=float))
     theta = np.clip(target, lo, hi)
@@ -305,7 +500,7 @@ def alpha_mle(
             y[:, idx],
             lgy1[:, idx],
             mu[:, idx],
-            gram,
+            ops,
             th,
             target[idx],
             prior_var,
@@ -352,7 +547,7 @@ def fit_dispersions(y, X, mu, alpha_hat, min_disp, max_disp, n_cpus=1, weights=N
     """``alpha_mle`` over all genes in blocks, ``n_cpus`` blocks at a time."""
     y = np.asarray(y, dtype=float)
     alpha_hat = np.asarray(alpha_hat, dtype=float)
-    gram = Gram(X)
+    ops = design_ops(X)
 
     def run(blk):
         wt = None if weights is None else weights[:, blk]
@@ -363,19 +558,24 @@ def fit_dispersions(y, X, mu, alpha_hat, min_disp, max_disp, n_cpus=1, weights=N
             alpha_hat[blk],
             min_disp,
             max_disp,
-            gram=gram,
+            ops=ops,
             weights=wt,
             **kw,
         )
 
-    parts = blockwise(run, y.shape[1], y.shape[0], gram.p, n_cpus)
+    parts = blockwise(run, y.shape[1], ops.bytes_per_gene(), n_cpus)
     disp, conv = zip(*parts, strict=True)
     return np.concatenate(disp), np.concatenate(conv)
 
 
-def wald(X, disp, lfc, mu, ridge_factor, contrast, lfc_null=0.0, n_cpus=1):
-    """Wald p-values, statistics and standard errors of ``contrast`` for every gene."""
-    gram = Gram(X)
+def wald(X, disp, lfc, mu, ridge, contrast, lfc_null=0.0, n_cpus=1):
+    """Wald p-values, statistics and standard errors of ``contrast`` for every gene.
+
+    ``ridge`` is the diagonal added to ``X^T W X`` (DESeq2's 1e-6, or 1 / prior variances);
+    the SE is sqrt(c^T H M H c) with M = X^T W X and H = (M + ridge)^-1, as DESeq2's.
+    """
+    ops = design_ops(X)
+    X = ops.X
     stats = np.full(lfc.shape[0], np.nan)
     se = np.full(lfc.shape[0], np.nan)
     ok = np.flatnonzero(np.isfinite(mu).all(axis=0) & np.isfinite(lfc).all(axis=1))
@@ -384,12 +584,11 @@ def wald(X, disp, lfc, mu, ridge_factor, contrast, lfc_null=0.0, n_cpus=1):
         idx = ok[blk]
         m = mu[:, idx]
         w = m / (1.0 + m * disp[idx][None, :])
-        gm = gram(w)
-        hc = _inv(gm + ridge_factor) @ contrast
-        se[idx] = np.sqrt(np.einsum("gi,gij,gj->g", hc, gm, hc))
+        hc = ops.factor(w, ridge).solve(np.tile(contrast, (idx.size, 1)))
+        se[idx] = np.sqrt(((X @ hc.T) ** 2 * w).sum(axis=0))
         stats[idx] = (lfc[idx] - lfc_null) @ contrast / se[idx]
 
-    blockwise(run, len(ok), X.shape[0], gram.p, n_cpus)
+    blockwise(run, len(ok), ops.bytes_per_gene(), n_cpus)
     return 2.0 * norm.sf(np.abs(stats)), stats, se
 
 
@@ -416,11 +615,10 @@ def _shrink_objective(beta, y, X, offset, r, k, s0, s):
     return prior - lik, eta
 
 
-def _shrink_block(y, offset, gram, r, k, s0, s, beta, tol, maxiter):
-    X, p = gram.X, gram.p
+def _shrink_block(y, offset, ops, r, k, s0, s, beta, tol, maxiter):
+    X, p = ops.X, ops.p
     base = np.full(p, 1.0 / s0**2)
     base[k] = 0.0
-    diag_idx = np.arange(p)
     f, eta = _shrink_objective(beta, y, X, offset, r, k, s0, s)
     active = np.arange(y.shape[1])
     done = np.zeros(y.shape[1], dtype=bool)
@@ -431,15 +629,13 @@ def _shrink_block(y, offset, gram, r, k, s0, s, beta, tol, maxiter):
         prob = expit(ea - np.log(ra)[None, :])  # mu / (mu + r)
         grad = ba * base - (ya - (ya + ra[None, :]) * prob).T @ X
         grad[:, k] += 2.0 * ba[:, k] / (s**2 + ba[:, k] ** 2)
-        hess = gram((ya + ra[None, :]) * prob * (1.0 - prob))
         diag = np.broadcast_to(base, ba.shape).copy()
         diag[:, k] = 2.0 / (s**2 + ba[:, k] ** 2)  # curvature of the Cauchy minoriser
-        hess[:, diag_idx, diag_idx] += diag
-        step = -_solve(hess, grad)
+        step = -ops.factor((ya + ra[None, :]) * prob * (1.0 - prob), diag).solve(grad)
         t = np.ones(active.size)
         new = ba + step
         f_new, e_new = _shrink_objective(new, ya, X, offset, ra, k, s0, s)
-        for _ in range(40):
+        for _ in range(30):
             bad = ~(f_new <= f[active] + 1e-4 * t * (grad * step).sum(axis=1))
             if not bad.any():
                 break
@@ -448,20 +644,23 @@ def _shrink_block(y, offset, gram, r, k, s0, s, beta, tol, maxiter):
             f_new[bad], e_new[:, bad] = _shrink_objective(
                 new[bad], ya[:, bad], X, offset, ra[bad], k, s0, s
             )
+        else:
+            # no decrease found: the current point is kept (and is as good as it gets)
+            new[bad], f_new[bad], e_new[:, bad] = ba[bad], f[active][bad], ea[:, bad]
+        gain = f[active] - f_new
         beta[active], f[active], eta[:, active] = new, f_new, e_new
-        small = np.abs(t[:, None] * step).max(axis=1) < tol
+        # stop on a negligible step or a negligible decrease of the posterior
+        small = (np.abs(t[:, None] * step).max(axis=1) < tol) | (
+            gain <= 1e-12 * (1.0 + np.abs(f_new))
+        )
         done[active[small]] = True
         active = active[~small]
     # posterior SE from the true Hessian (the Cauchy term's exact curvature)
     prob = expit(eta - np.log(r)[None, :])
-    hess = gram((y + r[None, :]) * prob * (1.0 - prob))
     bk = beta[:, k]
     diag = np.broadcast_to(base, beta.shape).copy()
     diag[:, k] = 2.0 * (s**2 - bk**2) / (s**2 + bk**2) ** 2
-    hess[:, diag_idx, diag_idx] += diag
-    unit = np.zeros(beta.shape)
-    unit[:, k] = 1.0
-    inv_k = _solve(hess, unit)[:, k]
+    inv_k = ops.factor((y + r[None, :]) * prob * (1.0 - prob), diag).inv_diag(k)
     return bk, np.sqrt(np.abs(inv_k)), done
 
 
@@ -491,17 +690,17 @@ def shrink_coefficient(
     y = np.asarray(y, dtype=float)
     sf = np.asarray(size_factors, dtype=float)
     r_all = 1.0 / np.asarray(disp, dtype=float)
-    gram = Gram(X)
+    ops = design_ops(X)
     offset = np.log(sf)
 
     def run(blk):
         yb = y[:, blk]
-        start = _start(yb, sf, gram.X) if init is None else np.array(init[blk], dtype=float)
+        start = _start(yb, sf, ops.X) if init is None else np.array(init[blk], dtype=float)
         start = np.clip(np.nan_to_num(start), -30, 30)
         return _shrink_block(
             yb,
             offset,
-            gram,
+            ops,
             r_all[blk],
             k,
             prior_no_shrink_scale,
@@ -511,13 +710,26 @@ def shrink_coefficient(
             maxiter,
         )
 
-    parts = blockwise(run, y.shape[1], y.shape[0], gram.p, n_cpus)
+    parts = blockwise(run, y.shape[1], ops.bytes_per_gene(), n_cpus)
     lfc, se, conv = zip(*parts, strict=True)
     return np.concatenate(lfc), np.concatenate(se), np.concatenate(conv)
 
 
+def rough_dispersions(normed_counts, design_matrix):
+    """pydeseq2's ``fit_rough_dispersions`` with one pseudo-inverse instead of sklearn."""
+    x = np.asarray(design_matrix, dtype=float)
+    n, p = x.shape
+    if n == p:
+        raise ValueError("as many samples as design columns: no replicates for the dispersion")
+    y_hat = np.maximum(x @ (np.linalg.pinv(x) @ normed_counts), 1.0)
+    alpha = (((normed_counts - y_hat) ** 2 - y_hat) / ((n - p) * y_hat**2)).sum(axis=0)
+    return np.maximum(alpha, 0.0)
+
+
 class VectorInference(DefaultInference):
     """pydeseq2 inference whose per-gene solvers run vectorised over blocks of genes."""
+
+    fit_rough_dispersions = staticmethod(rough_dispersions)
 
     def lin_reg_mu(self, counts, size_factors, design_matrix, min_mu):  # noqa: D102
         coef = np.linalg.lstsq(design_matrix, counts / size_factors[:, None], rcond=None)[0]
@@ -621,8 +833,9 @@ class VectorInference(DefaultInference):
         lfc_null,
         alt_hypothesis=None,
     ):
-        if alt_hypothesis is not None:
+        ridge = np.diag(ridge_factor)
+        if alt_hypothesis is not None or np.any(ridge_factor != np.diag(ridge)):
             return super().wald_test(
                 design_matrix, disp, lfc, mu, ridge_factor, contrast, lfc_null, alt_hypothesis
             )
-        return wald(design_matrix, disp, lfc, mu, ridge_factor, contrast, lfc_null, self.n_cpus)
+        return wald(design_matrix, disp, lfc, mu, ridge, contrast, lfc_null, self.n_cpus)
