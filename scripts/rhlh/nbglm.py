@@ -47,28 +47,32 @@ def nb_loglik(y, mu, disp):
     )
 
 
-def gene_blocks(n_genes: int, bytes_per_gene: int, n_cpus: int = 1):
-    """Slices of genes whose working arrays take about ``CHUNK_BYTES``, >= n_cpus of them."""
-    size = min(CHUNK_BYTES // max(int(bytes_per_gene), 1), -(-n_genes // max(n_cpus, 1)))
-    size = max(32, int(size))
+def gene_blocks(n_genes: int, bytes_per_gene: int, max_genes: int = 1024):
+    """Slices of at most ``max_genes`` genes whose arrays take at most about ``CHUNK_BYTES``.
+
+    The blocks do not depend on the number of threads, so that results do not either.
+    """
+    size = max(32, min(CHUNK_BYTES // max(int(bytes_per_gene), 1), max_genes))
     return [slice(a, min(a + size, n_genes)) for a in range(0, n_genes, size)]
 
 
 def blockwise(fn, n_genes: int, bytes_per_gene: int, n_cpus: int = 1) -> list:
     """``fn(block)`` for every block of genes, ``n_cpus`` blocks at a time; results in order.
 
-    Blocks run in threads (numpy and scipy release the GIL) with BLAS held to one thread
-    each, so that the declared cores are used once, not n_cpus x BLAS threads.
+    Blocks run in threads (numpy and scipy release the GIL) with BLAS held to one thread, so
+    that the declared cores are used once, not n_cpus x BLAS threads, and each block's
+    arithmetic is the same whatever n_cpus is: results are identical for any thread count.
     """
-    blocks = gene_blocks(n_genes, bytes_per_gene, n_cpus)
-    if n_cpus <= 1 or len(blocks) == 1:
-        return [fn(b) for b in blocks]
     from concurrent.futures import ThreadPoolExecutor
 
     from threadpoolctl import threadpool_limits
 
-    with threadpool_limits(1), ThreadPoolExecutor(n_cpus) as pool:
-        return list(pool.map(fn, blocks))
+    blocks = gene_blocks(n_genes, bytes_per_gene)
+    with threadpool_limits(1):
+        if n_cpus <= 1 or len(blocks) == 1:
+            return [fn(b) for b in blocks]
+        with ThreadPoolExecutor(n_cpus) as pool:
+            return list(pool.map(fn, blocks))
 
 
 def trigamma(x):
@@ -628,15 +632,24 @@ def _shrink_block(y, offset, ops, r, k, s0, s, beta, tol, maxiter):
         ya, ra, ba, ea = y[:, active], r[active], beta[active], eta[:, active]
         prob = expit(ea - np.log(ra)[None, :])  # mu / (mu + r)
         grad = ba * base - (ya - (ya + ra[None, :]) * prob).T @ X
-        grad[:, k] += 2.0 * ba[:, k] / (s**2 + ba[:, k] ** 2)
+        bk = ba[:, k]
+        grad[:, k] += 2.0 * bk / (s**2 + bk**2)
         diag = np.broadcast_to(base, ba.shape).copy()
-        diag[:, k] = 2.0 / (s**2 + ba[:, k] ** 2)  # curvature of the Cauchy minoriser
+        # the Cauchy log-density's exact curvature where it is positive (|b| <= s: Newton,
+        # quadratic convergence), else the curvature of its quadratic minoriser (MM)
+        diag[:, k] = np.where(
+            np.abs(bk) <= s, 2.0 * (s**2 - bk**2) / (s**2 + bk**2) ** 2, 2.0 / (s**2 + bk**2)
+        )
         step = -ops.factor((ya + ra[None, :]) * prob * (1.0 - prob), diag).solve(grad)
+        decrement = -(grad * step).sum(axis=1)  # ~ 2 x (f - min f) near the optimum
         t = np.ones(active.size)
         new = ba + step
         f_new, e_new = _shrink_objective(new, ya, X, offset, ra, k, s0, s)
+        # near the optimum the full step is taken: the decrease is below rounding there,
+        # and a line search would stop at a rounding-dependent point
+        near = decrement < 1e-10
         for _ in range(30):
-            bad = ~(f_new <= f[active] + 1e-4 * t * (grad * step).sum(axis=1))
+            bad = ~near & ~(f_new <= f[active] - 1e-4 * t * decrement)
             if not bad.any():
                 break
             t[bad] *= 0.5
@@ -647,12 +660,9 @@ def _shrink_block(y, offset, ops, r, k, s0, s, beta, tol, maxiter):
         else:
             # no decrease found: the current point is kept (and is as good as it gets)
             new[bad], f_new[bad], e_new[:, bad] = ba[bad], f[active][bad], ea[:, bad]
-        gain = f[active] - f_new
+            t[bad] = 0.0
         beta[active], f[active], eta[:, active] = new, f_new, e_new
-        # stop on a negligible step or a negligible decrease of the posterior
-        small = (np.abs(t[:, None] * step).max(axis=1) < tol) | (
-            gain <= 1e-12 * (1.0 + np.abs(f_new))
-        )
+        small = np.abs(t[:, None] * step).max(axis=1) < tol
         done[active[small]] = True
         active = active[~small]
     # posterior SE from the true Hessian (the Cauchy term's exact curvature)
@@ -673,7 +683,7 @@ def shrink_coefficient(
     prior_scale,
     prior_no_shrink_scale=15.0,
     init=None,
-    tol=1e-7,
+    tol=1e-9,
     maxiter=200,
     n_cpus=1,
 ):
@@ -685,7 +695,8 @@ def shrink_coefficient(
     the quadratic minoriser of the Cauchy log-density at the current value (always positive
     definite) and is accepted by a backtracking line search on the true posterior. ``init``
     (genes x p, e.g. the MLEs) replaces the least-squares start. The SE is the square root
-    of the inverse Hessian's k-th diagonal element, as pydeseq2 reports it.
+    of the inverse Hessian's k-th diagonal element (the Hessian with the priors on its
+    diagonal; pydeseq2 0.5.4's ``nbinomGLM`` adds them to every row, so its SEs differ).
     """
     y = np.asarray(y, dtype=float)
     sf = np.asarray(size_factors, dtype=float)
