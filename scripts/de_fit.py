@@ -47,6 +47,7 @@ counts = counts[keep]
 
 samples = adata.obs.copy()
 samples["sample_id"] = adata.obs_names.astype(str)
+del adata, raw  # the counts frame holds what the fits need (large cohorts: memory)
 for col in ("patient_id", "visit", "batch"):
     samples[col] = samples[col].astype(str)
 responders = read_table(sm.input.responders, required=("patient_id", "responder"))
