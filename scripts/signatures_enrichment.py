@@ -2,8 +2,6 @@
 
 from pathlib import Path
 
-import pandas as pd
-
 from rhlh.io import read_table, write_tsv
 from rhlh.logs import setup_logging
 from rhlh.signatures import competitive_tests, load_gene_sets
@@ -15,13 +13,7 @@ sets, _ = load_gene_sets(list(sm.input.gmt))
 tables, directional = {}, {}
 for path in list(sm.input.visit) + list(sm.input.lrt):
     name = Path(path).name.removesuffix(".tsv")
-    table = read_table(path, required=("gene_id", "stat", "pvalue"))
-    if pd.to_numeric(table["stat"], errors="coerce").notna().sum() < 3:
-        # a contrast the data could not estimate (e.g. a visit dropped by
-        # min_patients_per_visit) is written without statistics: nothing to test
-        log.warning("%s: no statistics (contrast not estimable): left out", name)
-        continue
-    tables[name] = table
+    tables[name] = read_table(path, required=("gene_id", "stat", "pvalue"))
     # Wald contrasts are signed; LRT statistics are not
     directional[name] = path in set(sm.input.visit)
     log.info(

@@ -616,3 +616,17 @@ def test_mean_change_table_and_figures(tmp_path):
     for name in ("s", "n", "h"):
         assert (tmp_path / f"{name}.png").stat().st_size > 1000
         assert (tmp_path / f"{name}.pdf").exists()
+
+
+def test_competitive_skips_a_contrast_without_statistics():
+    """A contrast the DE stage could not estimate (all statistics empty) is left out with a
+    warning; the other contrasts are tested as usual."""
+    de = _de_table(n=300, seed=3)
+    empty = de.assign(stat=np.nan, pvalue=np.nan, log2FoldChange=np.nan)
+    sets = {"S": [f"G{i}" for i in range(0, 300, 10)]}
+    res = sig.competitive_tests({"D7_vs_D0": de, "D56_vs_D0": empty}, sets, n_perm=100, seed=0)
+    assert set(res["contrast"]) == {"D7_vs_D0"} and len(res) == 2
+    # a table with statistics for too few genes is still an error, not silently skipped
+    few = de.assign(stat=np.where(np.arange(300) < 2, 1.0, np.nan))
+    with pytest.raises(InputError, match="fewer than 3 genes"):
+        sig.competitive_tests({"D7_vs_D0": few}, sets, n_perm=100, seed=0)

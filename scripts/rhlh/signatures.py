@@ -729,11 +729,17 @@ def competitive_tests(
 
     Returns columns signature, contrast, method, alternative, n_genes, score (ulm: t; gsea:
     NES), es (gsea only), pvalue, padj (Benjamini-Hochberg within contrast and method).
-    Sets with fewer than ``min_genes`` genes in a table are left out with a warning.
+    Sets with fewer than ``min_genes`` genes in a table are left out with a warning, and so
+    are tables without any statistic (contrasts the DE stage could not estimate).
     """
     directional = directional or {}
     parts = []
     for contrast, de in de_tables.items():
+        if "stat" in de and pd.to_numeric(de["stat"], errors="coerce").notna().sum() == 0:
+            # a contrast the DE stage could not estimate (e.g. a visit dropped by
+            # min_patients_per_visit) is written without statistics: nothing to test
+            log.warning("%s: no statistics (contrast not estimable): not tested", contrast)
+            continue
         values, is_dir = de_gene_stats(de, directional.get(contrast), source=contrast)
         universe = set(values.index)
         sets = {}
