@@ -26,6 +26,8 @@ with the number of genes beyond the outputs.
 
 from __future__ import annotations
 
+from functools import cached_property
+
 import numpy as np
 from pydeseq2.default_inference import DefaultInference
 from scipy.optimize import root_scalar
@@ -161,13 +163,10 @@ class _DenseFactor:
         self.a = ops.gram(w)
         if diag is not None:
             _diag_add(self.a, diag)
-        self._inv = None
 
-    @property
+    @cached_property
     def inv(self):
-        if self._inv is None:
-            self._inv = _inv(self.a)
-        return self._inv
+        return _inv(self.a)
 
     def solve(self, rhs):
         return _solve(self.a, rhs)
@@ -268,13 +267,10 @@ class _BlockFactor:
         self.dinv = 1.0 / d
         self.cd = c * self.dinv[:, :, None]  # C_j / D_j
         self.s = e - self.cd.transpose(0, 2, 1) @ c
-        self._sinv = None
 
-    @property
+    @cached_property
     def sinv(self):
-        if self._sinv is None:
-            self._sinv = _inv(self.s)
-        return self._sinv
+        return _inv(self.s)
 
     def solve(self, rhs):
         o = self.ops
