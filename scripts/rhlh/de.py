@@ -492,8 +492,10 @@ def _shrink(fit: DEFit, ds, k: int) -> np.ndarray:
 
 def _glm_mu(y, size_factors, X, disp, min_mu, n_cpus=1, beta_init=None):
     """Thresholded fitted means of the NB GLM of every gene (n x genes)."""
-    beta = fit_glm(y, size_factors, X, disp, min_mu, n_cpus=n_cpus, beta_init=beta_init)[0]
-    return np.maximum(size_factors[:, None] * np.exp(X @ beta.T), min_mu)
+    fit = fit_glm(
+        y, size_factors, X, disp, min_mu, n_cpus=n_cpus, beta_init=beta_init, with_hat=False
+    )
+    return np.maximum(fit[1], min_mu)
 
 
 def lrt(

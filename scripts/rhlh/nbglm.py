@@ -350,13 +350,15 @@ def irls(
     ridge=1e-6,
     ops=None,
     beta_init=None,
+    with_hat=True,
 ):
     """IRLS fits of one NB GLM per gene (columns of y) with known dispersions (one block).
 
     Returns (beta genes x p, unthresholded mu n x genes, hat diagonals n x genes, converged,
     needs_fallback): genes whose iteration diverged or hit ``maxiter`` are flagged in
     ``needs_fallback`` with their last iterate. ``beta_init`` (genes x p) replaces the
-    least-squares start (a warm start from a related fit).
+    least-squares start (a warm start from a related fit). ``with_hat=False`` skips the
+    hat diagonals (None), one more factorisation that only Cook's distances need.
     """
     y = np.asarray(y, dtype=float)
     sf = np.asarray(size_factors, dtype=float)
@@ -387,7 +389,7 @@ def irls(
         dev[act] = dev_new
         active = act[~done]
     fallback[active] = True
-    hat = hat_diagonals(beta, sf, X, disp, min_mu, ridge, ops)
+    hat = hat_diagonals(beta, sf, X, disp, min_mu, ridge, ops) if with_hat else None
     return beta, sf[:, None] * np.exp(X @ beta.T), hat, ~fallback, fallback
 
 
@@ -408,7 +410,7 @@ def fit_glm(y, size_factors, X, disp, min_mu=0.5, beta_tol=1e-8, n_cpus=1, beta_
     return (
         np.concatenate(beta),
         np.concatenate(mu, axis=1),
-        np.concatenate(hat, axis=1),
+        np.concatenate(hat, axis=1) if hat[0] is not None else None,
         np.concatenate(conv),
         np.concatenate(fallback),
     )
