@@ -8,7 +8,7 @@ import pandas as pd
 from scipy import stats
 
 from rhlh import cytokines as cy
-from rhlh.io import save_figure
+from rhlh.io import file_stems, save_figure
 from rhlh.logs import setup_logging
 from rhlh.plotting import RESPONSE_COLORS, response_label
 
@@ -28,6 +28,8 @@ analytes = sorted(values["analyte"].unique())
 
 out_dir = Path(sm.output.spaghetti)
 out_dir.mkdir(parents=True, exist_ok=True)
+# analyte names come from the lab's file: they name a figure only through file_stems
+stems = file_stems(analytes)
 for a in analytes:
     d = values[values["analyte"] == a]
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -65,7 +67,9 @@ for a in analytes:
     title = a + (" (censored in most samples)" if str(d["uninformative"].iloc[0]) == "True" else "")
     ax.set_title(title)
     ax.legend(fontsize=7, frameon=False, loc="best")
-    save_figure(fig, out_dir / f"{a}.png")
+    if stems[a] != a:
+        log.info("analyte %r: figure %s.png", a, stems[a])
+    save_figure(fig, out_dir / f"{stems[a]}.png")
 
 # group means with t-based 95% CI by visit, one panel per analyte
 ncol = min(4, len(analytes))

@@ -1,11 +1,10 @@
 """Rule signatures_figures: per-signature spaghetti plots and the mean-change heatmap."""
 
-import re
 from pathlib import Path
 
 import pandas as pd
 
-from rhlh.io import save_figure
+from rhlh.io import file_stems, save_figure
 from rhlh.logs import setup_logging
 from rhlh.signatures import plot_change_heatmap, plot_spaghetti
 
@@ -18,11 +17,15 @@ missing = pd.read_csv(sm.input.missing, sep="\t", dtype={"signature": str}, keep
 table = pd.read_csv(sm.input.mean_change, sep="\t", dtype={"signature": str})
 outdir = Path(sm.output.spaghetti)
 outdir.mkdir(parents=True, exist_ok=True)
+# gene-set names come from the GMT files: they name a figure only through file_stems
+stems = file_stems(missing["signature"])
 for r in missing.itertuples():
     used = str(r.used) == "True"
     note = None if used else f"not scored: {r.reason}"
     fig = plot_spaghetti(scores, responders, r.signature, p.method, p.visits, note=note)
-    save_figure(fig, outdir / (re.sub(r"[^A-Za-z0-9_.-]", "_", r.signature) + ".png"))
+    if stems[r.signature] != r.signature:
+        log.info("signature %r: figure %s.png", r.signature, stems[r.signature])
+    save_figure(fig, outdir / f"{stems[r.signature]}.png")
 log.info("%d spaghetti plots in %s", len(missing), outdir)
 heat = plot_change_heatmap(table[table["method"] == p.method], p.visits, p.baseline, p.method)
 save_figure(heat, sm.output.heatmap)

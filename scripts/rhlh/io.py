@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
 import os
+import re
 import tempfile
+import unicodedata
 from pathlib import Path
 
 import pandas as pd
@@ -13,6 +16,43 @@ import pandas as pd
 from rhlh.errors import InputError
 
 FLOAT_FORMAT = "%.10g"
+
+# Names from the input files (analytes, gene sets, cell types) become file names only through
+# file_stems: ASCII letters, digits, '_', '.', '-', no leading dot, bounded length.
+_UNSAFE_CHARS = re.compile(r"[^A-Za-z0-9_.-]+")
+_MAX_STEM = 80
+_RESERVED = {"con", "prn", "aux", "nul"} | {f"{d}{i}" for d in ("com", "lpt") for i in range(10)}
+
+
+def file_stem(name) -> str:
+    """A file name (without extension) made from ``name``: it cannot leave its folder, hide
+    itself (leading dot), or be a device name; accents are dropped, other characters become '_'."""
+    ascii_name = unicodedata.normalize("NFKD", str(name)).encode("ascii", "ignore").decode()
+    stem = _UNSAFE_CHARS.sub("_", ascii_name).strip("._")[:_MAX_STEM].rstrip("._")
+    if not stem:
+        stem = "unnamed"
+    if stem.lower().split(".")[0] in _RESERVED:
+        stem = "_" + stem
+    return stem
+
+
+def file_stems(names) -> dict[str, str]:
+    """{name: unique file stem} for a set of names: file_stem of each; where names would share
+    a file (even only by case, as on macOS), all but one that is already safe get a short hash
+    of their own text, so the mapping is one-to-one and the same for the same set of names."""
+    names = sorted({str(n) for n in names})
+    stems = {n: file_stem(n) for n in names}
+    groups: dict[str, list[str]] = {}
+    for n, s in stems.items():
+        groups.setdefault(s.lower(), []).append(n)
+    for members in groups.values():
+        if len(members) > 1:
+            keep = next((n for n in members if stems[n] == n), None)
+            for n in members:
+                if n != keep:
+                    digest = hashlib.sha1(n.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+                    stems[n] = f"{stems[n][: _MAX_STEM - 9]}-{digest}"
+    return stems
 
 
 def _delimiter(path) -> str:

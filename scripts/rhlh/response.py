@@ -71,7 +71,6 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 import warnings
 import zlib
 
@@ -894,11 +893,6 @@ def plot_effect_heatmap(table: pd.DataFrame, measures, k: int = 40, fdr: float =
     cb.set_label("AUC (>0.5: lower in responders)", fontsize=8)
     ax.set_title(f"Association with response (* FDR < {fdr:g}, . p < 0.05)", fontsize=9)
     return fig
-
-
-def safe_name(text: str) -> str:
-    """A file-name-safe version of a feature name."""
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", str(text)).strip("_") or "feature"
 
 
 UPSTREAM = {

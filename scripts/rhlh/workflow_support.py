@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from rhlh.errors import InputError
+from rhlh.io import file_stems
 
 LIB = Path(__file__).resolve().parent
 # library files whose change invalidates a cached validation
@@ -47,9 +48,7 @@ def has_cell_types(counts_path) -> bool:
 
 
 def cell_types(counts_path) -> dict[str, str]:
-    """Cell types of a single-cell h5ad as {path-safe name: name} (empty for bulk input)."""
-    import re
-
+    """Cell types of a single-cell h5ad as {file-safe name: name} (empty for bulk input)."""
     if not has_cell_types(counts_path):
         return {}
     import anndata.io as aio
@@ -57,8 +56,7 @@ def cell_types(counts_path) -> dict[str, str]:
 
     with h5py.File(counts_path, "r") as f:
         values = aio.read_elem(f["obs"]["cell_type"])
-    names = sorted({str(v) for v in values})
-    return {re.sub(r"[^A-Za-z0-9_.-]+", "_", n): n for n in names}
+    return {stem: name for name, stem in file_stems(values).items()}
 
 
 def check_genesets(config: dict, base: Path, gene_symbols) -> None:
