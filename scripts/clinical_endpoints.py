@@ -7,13 +7,14 @@ from rhlh.io import save_figure, write_tsv
 from rhlh.logs import setup_logging
 from rhlh.simon import simon_decision, simon_designs
 from rhlh.survival import CIF_COLUMNS
+from rhlh.tables import read_validated
 
 sm = snakemake  # noqa: F821
 log = setup_logging(sm)
 p = sm.params
-patients = c.read_validated(sm.input.patients, c.PATIENT_DAY_COLUMNS)
-responses = c.read_validated(sm.input.responses, ["day"])
-events = c.read_validated(sm.input.events[0], ["day", "grade"]) if sm.input.events else None
+patients = read_validated(sm.input.patients, c.PATIENT_DAY_COLUMNS)
+responses = read_validated(sm.input.responses, ["day"])
+events = read_validated(sm.input.events[0], ["day", "grade"]) if sm.input.events else None
 n = len(patients)
 
 # primary endpoint: alive at HSCT or week 8, and KM of death censored at HSCT

@@ -1,8 +1,9 @@
 """Rule clinical_pk: ruxolitinib concentrations by matrix and visit, CSF/plasma ratios."""
 
-from rhlh.clinical import csf_plasma_ratio, pk_summary, pk_values, plot_pk, read_validated
+from rhlh.clinical import csf_plasma_ratio, pk_summary, pk_values, plot_pk
 from rhlh.io import save_figure, write_tsv
 from rhlh.logs import setup_logging
+from rhlh.tables import read_validated
 
 sm = snakemake  # noqa: F821
 log = setup_logging(sm)

@@ -1,12 +1,9 @@
 """Rule clinical_responders: define responders (timelines were checked at validation)."""
 
-from rhlh.clinical import (
-    PATIENT_DAY_COLUMNS,
-    define_responders,
-    read_validated,
-)
+from rhlh.clinical import PATIENT_DAY_COLUMNS, define_responders
 from rhlh.io import write_tsv
 from rhlh.logs import setup_logging
+from rhlh.tables import read_validated
 
 sm = snakemake  # noqa: F821
 log = setup_logging(sm)

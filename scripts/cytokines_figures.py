@@ -4,10 +4,9 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
-import pandas as pd
 from scipy import stats
 
-from rhlh import cytokines as cy
+from rhlh import tables
 from rhlh.io import file_stems, save_figure
 from rhlh.logs import setup_logging
 from rhlh.plotting import RESPONSE_COLORS, response_label
@@ -15,9 +14,9 @@ from rhlh.plotting import RESPONSE_COLORS, response_label
 sm = snakemake  # noqa: F821
 log = setup_logging(sm)
 p = sm.params
-values = cy.read_values(sm.input.values)
-change = pd.read_csv(sm.input.change, sep="\t", dtype={"sample_id": str, "patient_id": str})
-resp = pd.read_csv(sm.input.responders, sep="\t", dtype=str, keep_default_na=False)
+values = tables.read_cytokine_values(sm.input.values)
+change = tables.read_cytokine_change(sm.input.change)
+resp = tables.read_responders(sm.input.responders)
 group = dict(zip(resp["patient_id"], resp["responder"].map(response_label), strict=True))
 values["group"] = values["patient_id"].map(group).fillna("unknown")
 visits = [v for v in p.visits if v in set(values["visit"])]

@@ -1,8 +1,7 @@
 """Rule cytokines_models: change from baseline and log10(value) ~ visit * responder mixed models."""
 
-import pandas as pd
-
 from rhlh import cytokines as cy
+from rhlh import tables
 from rhlh.io import write_tsv
 from rhlh.logs import setup_logging
 from rhlh.longitudinal import change_from_baseline, fit_visit_by_response
@@ -10,10 +9,10 @@ from rhlh.longitudinal import change_from_baseline, fit_visit_by_response
 sm = snakemake  # noqa: F821
 log = setup_logging(sm)
 p = sm.params
-values = cy.read_values(sm.input.values)
+values = tables.read_cytokine_values(sm.input.values)
 values["uninformative"] = values["uninformative"].astype(str) == "True"
 samples = values[["sample_id", "patient_id", "visit", "day"]].drop_duplicates("sample_id")
-responders = pd.read_csv(sm.input.responders, sep="\t", dtype=str, keep_default_na=False)
+responders = tables.read_responders(sm.input.responders)
 long = cy.model_table(values.drop(columns=["patient_id", "visit", "day"]), samples, responders)
 
 change = change_from_baseline(long, "value", "feature", baseline=p.baseline)

@@ -1,16 +1,15 @@
 """Rule cytokines_rmcorr: repeated-measures correlation of cytokines with signature scores."""
 
-import pandas as pd
-
 from rhlh import cytokines as cy
+from rhlh import tables
 from rhlh.io import write_tsv
 from rhlh.logs import setup_logging
 
 sm = snakemake  # noqa: F821
 log = setup_logging(sm)
 p = sm.params
-values = cy.read_values(sm.input.values)
-scores = pd.read_csv(sm.input.scores, sep="\t", dtype={"sample_id": str, "patient_id": str})
+values = tables.read_cytokine_values(sm.input.values)
+scores = tables.read_scores(sm.input.scores)
 if p.methods:
     scores = scores[scores["method"].isin(p.methods)]
 # the analysis scale (log10, substituted, plate-adjusted), not the raw pg/mL column

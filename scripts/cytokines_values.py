@@ -1,23 +1,15 @@
 """Rule cytokines_values: censoring, plate effects and one log10 value per sample x analyte."""
 
-import pandas as pd
-
 from rhlh import cytokines as cy
+from rhlh import tables
 from rhlh.io import write_tsv
 from rhlh.logs import setup_logging
 
 sm = snakemake  # noqa: F821
 log = setup_logging(sm)
 p = sm.params
-# "none" (no censoring) must stay a word, and plate names stay text
-readings = pd.read_csv(
-    sm.input.cytokines,
-    sep="\t",
-    keep_default_na=False,
-    na_values=[""],
-    dtype={"sample_id": str, "analyte": str, "censor": str, "plate": str},
-)
-samples = pd.read_csv(sm.input.samples, sep="\t", dtype={"sample_id": str, "patient_id": str})
+readings = tables.read_cytokine_readings(sm.input.cytokines)
+samples = tables.read_samples(sm.input.samples)
 readings = cy.substitute_censored(readings, rule=p.substitution)
 log.info(
     "%d readings of %d analytes; left-censored substituted by %s",

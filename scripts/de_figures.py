@@ -5,31 +5,19 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from rhlh.io import read_table, save_figure
+from rhlh.io import save_figure
 from rhlh.logs import setup_logging
 from rhlh.plotting import OKABE_ITO
+from rhlh.tables import read_de_table
 
 sm = snakemake  # noqa: F821
 log = setup_logging(sm)
 p = sm.params
-NUMERIC = [
-    "baseMean",
-    "log2FoldChange",
-    "lfcSE",
-    "stat",
-    "pvalue",
-    "padj",
-    "log2FoldChange_shrunk",
-    "lfcSE_shrunk",
-]
 COLORS = {"other": "#BBBBBB", "significant": OKABE_ITO[0], "signature": OKABE_ITO[1]}
 
 
 def load(path):
-    tab = read_table(path, required=("gene_id", "log2FoldChange", "padj"))
-    for col in NUMERIC:
-        if col in tab:
-            tab[col] = pd.to_numeric(tab[col].replace("", np.nan), errors="coerce")
+    tab = read_de_table(path)
     tab["label"] = (
         tab["gene_name"].where(tab.get("gene_name", "") != "", tab["gene_id"])
         if "gene_name" in tab

@@ -1,15 +1,15 @@
 """Rule de_fit: fit every configured design once, write its Wald and LRT tables and outliers."""
 
 import anndata as ad
-import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from rhlh import de
-from rhlh.design import Contrast, parse_design_specs
-from rhlh.io import read_table, write_tsv
+from rhlh import de, de_data
+from rhlh.design import parse_design_specs
+from rhlh.io import write_tsv
 from rhlh.logs import setup_logging
 from rhlh.signatures import read_gmt
+from rhlh.tables import read_responders
 
 sm = snakemake  # noqa: F821
 log = setup_logging(sm)
@@ -17,24 +17,12 @@ threadpool_limits(sm.threads)  # BLAS uses the declared cores, no more
 p = sm.params
 paths = dict(zip(p.table_keys, sm.output.tables, strict=True))
 
-adata = ad.read_h5ad(sm.input.counts)
 cell_type = getattr(p, "cell_type", None)
+counts, names, samples = de_data.counts_from_adata(
+    ad.read_h5ad(sm.input.counts), cell_type=cell_type
+)
 if cell_type is not None:
-    # one pseudobulk profile per sample of this cell type, named by its sample
-    adata = adata[adata.obs["cell_type"].astype(str) == cell_type].copy()
-    adata.obs_names = adata.obs["sample_id"].astype(str).to_numpy()
-    log.info("cell type %s: %d pseudobulk samples", cell_type, adata.n_obs)
-raw = adata.layers["counts"] if "counts" in adata.layers else adata.X
-raw = raw.toarray() if hasattr(raw, "toarray") else np.asarray(raw)
-gene_ids = adata.var["gene_id"].astype(str) if "gene_id" in adata.var else adata.var_names
-counts = pd.DataFrame(
-    raw.T, index=pd.Index(gene_ids, name="gene_id"), columns=adata.obs_names.astype(str)
-)
-names = (
-    pd.Series(adata.var["gene_name"].astype(str).to_numpy(), index=counts.index)
-    if "gene_name" in adata.var
-    else None
-)
+    log.info("cell type %s: %d pseudobulk samples", cell_type, counts.shape[1])
 keep = counts.sum(axis=1) >= p.min_total_count
 log.info(
     "counts: %d samples x %d genes; %d genes with < %d reads in total left out",
@@ -44,22 +32,14 @@ log.info(
     p.min_total_count,
 )
 counts = counts[keep]
-
-samples = adata.obs.copy()
-samples["sample_id"] = adata.obs_names.astype(str)
-del adata, raw  # the counts frame holds what the fits need (large cohorts: memory)
-for col in ("patient_id", "visit", "batch"):
-    samples[col] = samples[col].astype(str)
-responders = read_table(sm.input.responders, required=("patient_id", "responder"))
-flag = responders.set_index("patient_id")["responder"].map({"True": True, "False": False})
-samples["responder"] = samples["patient_id"].astype(str).map(flag)
+responders = read_responders(sm.input.responders)
+samples = de_data.with_responders(samples, responders)
 log.info(
     "responders: %d, non-responders: %d, unknown: %d patients",
-    int(flag.eq(True).sum()),
-    int(flag.eq(False).sum()),
+    int(responders["responder"].eq(True).sum()),
+    int(responders["responder"].eq(False).sum()),
     int(samples.loc[samples.responder.isna(), "patient_id"].nunique()),
 )
-samples["responder"] = samples["responder"].astype(object)
 
 gene_sets = {}
 for path in sm.input.gmt:
@@ -119,26 +99,13 @@ for spec in parse_design_specs(p.designs, source="config (de.designs)"):
         )
     # contrasts the data cannot estimate (a visit dropped by min_patients_per_visit, ...)
     # still get their file, with empty statistics, so that downstream rules can run
-    wanted = []
-    for c in spec.contrasts:
-        if isinstance(c, Contrast):
-            wanted.append(c.id)
-        else:
-            wanted += [f"{v}_vs_{p.baseline}" for v in p.visits if v != p.baseline]
-    for key in wanted:
+    for key in de_data.contrast_ids(spec, p.visits, p.baseline):
         if key not in result.wald:
             log.warning(
                 "design %s: contrast %s not estimable; written without statistics", spec.id, key
             )
-            empty = pd.DataFrame({"gene_id": counts.index.to_numpy()})
-            empty["gene_name"] = "" if names is None else names.reindex(counts.index).to_numpy()
-            for col in ("baseMean", "log2FoldChange", "lfcSE", "stat", "pvalue", "padj"):
-                empty[col] = np.nan
-            if p.shrink:
-                empty["log2FoldChange_shrunk"] = np.nan
-                empty["lfcSE_shrunk"] = np.nan
-            empty["outlier_replaced"] = False
-            write_tsv(de.mark_signature_genes(empty, gene_sets), paths[f"{spec.id}/{key}"])
+            empty = de_data.unestimable_table(counts.index, names, p.shrink, gene_sets)
+            write_tsv(empty, paths[f"{spec.id}/{key}"])
     outliers.append(result.outliers.assign(design=spec.id))
     dropped.append(result.dropped_samples.assign(design=spec.id))
 

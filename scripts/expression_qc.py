@@ -7,8 +7,9 @@ import anndata as ad
 from rhlh import expression as ex
 from rhlh import plotting
 from rhlh import qc_plots as qp
-from rhlh.io import read_table, write_tsv
+from rhlh.io import write_tsv
 from rhlh.logs import setup_logging
+from rhlh.tables import read_responders
 
 sm = snakemake  # noqa: F821
 log = setup_logging(sm)
@@ -52,7 +53,7 @@ write_tsv(dist.rename_axis("sample_id").reset_index(), sm.output.distances)
 
 obs = norm.obs.copy()
 if sm.input.responders:
-    resp = read_table(sm.input.responders[0], required=["patient_id", "responder"])
+    resp = read_responders(sm.input.responders[0])
     flag = dict(zip(resp["patient_id"], resp["responder"], strict=True))
     obs["response"] = obs["patient_id"].astype(str).map(flag).map(plotting.response_label)
 else:

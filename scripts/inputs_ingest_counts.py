@@ -1,15 +1,14 @@
 """Rule ingest_counts: raw counts (matrix, featureCounts or h5ad) to one samples x genes AnnData."""
 
-import pandas as pd
-
 from rhlh.counts import build_count_objects, read_counts
 from rhlh.io import write_h5ad
 from rhlh.logs import setup_logging
+from rhlh.tables import read_patients, read_samples
 
 sm = snakemake  # noqa: F821
 log = setup_logging(sm)
-samples = pd.read_csv(sm.input.samples, sep="\t", dtype={"sample_id": str, "patient_id": str})
-patients = pd.read_csv(sm.input.patients, sep="\t", dtype={"patient_id": str})
+samples = read_samples(sm.input.samples)
+patients = read_patients(sm.input.patients)
 
 
 def progress(done, total):

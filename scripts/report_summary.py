@@ -1,7 +1,6 @@
 """Rule report_summary: the landing figure and the headline table of the report."""
 
-import pandas as pd
-
+from rhlh import tables
 from rhlh.io import save_figure, write_tsv
 from rhlh.logs import setup_logging
 from rhlh.longitudinal import change_from_baseline
@@ -9,21 +8,20 @@ from rhlh.report import headline, summary_figure
 
 sm = snakemake  # noqa: F821
 log = setup_logging(sm)
-read = lambda p: pd.read_csv(p, sep="\t")  # noqa: E731
-responders = read(sm.input.responders)
-resp = responders.assign(responder=responders["responder"].astype(str).eq("True"))
-scores = read(sm.input.scores)
+responders = tables.read_responders(sm.input.responders)
+resp = responders.assign(responder=responders["responder"].eq(True))
+scores = tables.read_scores(sm.input.scores)
 scores = scores[scores["method"] == sm.params.method].merge(
     resp[["patient_id", "responder"]], on="patient_id", how="left"
 )
 sig_change = change_from_baseline(scores, "score", "signature", baseline=sm.params.baseline)
-cyto = read(sm.input.cytokines).rename(columns={"log10_change": "change"})
+cyto = tables.read_cytokine_change(sm.input.cytokines).rename(columns={"log10_change": "change"})
 cyto = cyto.drop(columns=["responder"]).merge(resp[["patient_id", "responder"]], on="patient_id")
-assoc = read(sm.input.associations)
+assoc = tables.read_associations(sm.input.associations)
 table = headline(
-    read(sm.input.summary),
-    read(sm.input.endpoints),
-    read(sm.input.simon),
+    tables.read_result(sm.input.summary),
+    tables.read_result(sm.input.endpoints),
+    tables.read_result(sm.input.simon),
     responders,
     sig_change,
     cyto,

@@ -4,6 +4,7 @@ import anndata as ad
 import pandas as pd
 
 from rhlh import response as rs
+from rhlh import tables
 from rhlh.io import write_tsv
 from rhlh.logs import setup_logging
 
@@ -13,28 +14,18 @@ p = sm.params
 inp = dict(sm.input.items())
 
 
-def read(path):
-    return pd.read_csv(path, sep="\t", dtype={"sample_id": str, "patient_id": str})
-
-
-responders = pd.read_csv(inp["responders"], sep="\t", dtype=str, keep_default_na=False)
+responders = tables.read_responders(inp["responders"])
 features, models = {}, {}
 if "scores" in inp:
-    features["signature"] = rs.signature_long(read(inp["scores"]), p.score_method)
+    features["signature"] = rs.signature_long(tables.read_scores(inp["scores"]), p.score_method)
 if "signature_models" in inp:
-    models["signature"] = read(inp["signature_models"])
+    models["signature"] = tables.read_model_table(inp["signature_models"])
 if "cytokines" in inp:
-    values = pd.read_csv(
-        inp["cytokines"],
-        sep="\t",
-        keep_default_na=False,
-        na_values=[""],
-        dtype={"sample_id": str, "patient_id": str, "censor": str},
-    )
+    values = tables.read_cytokine_values(inp["cytokines"])
     features["cytokine"] = rs.cytokine_long(values, skip_uninformative=p.skip_uninformative)
 if "cytokine_models" in inp:
-    models["cytokine"] = read(inp["cytokine_models"])
-lrts = {k: read(inp[k]) for k in ("lrt_time", "lrt_time_by_response") if k in inp}
+    models["cytokine"] = tables.read_model_table(inp["cytokine_models"])
+lrts = {k: tables.read_de_table(inp[k]) for k in ("lrt_time", "lrt_time_by_response") if k in inp}
 if lrts:
     genes = rs.top_lrt_genes(lrts, n_top=p.n_top_genes)
     adata = ad.read_h5ad(inp["expression"])

@@ -1,17 +1,16 @@
 """Rule response_figures: AUC forest plot, early-change dot plots, effect heatmap."""
 
-import pandas as pd
-
 from rhlh import response as rs
+from rhlh import tables
 from rhlh.io import save_figure
 from rhlh.logs import setup_logging
 
 sm = snakemake  # noqa: F821
 log = setup_logging(sm)
 p = sm.params
-table = pd.read_csv(sm.input.table, sep="\t", dtype={"feature": str})
-values = pd.read_csv(sm.input.values, sep="\t", dtype={"feature": str, "patient_id": str})
-responders = pd.read_csv(sm.input.responders, sep="\t", dtype=str, keep_default_na=False)
+table = tables.read_associations(sm.input.table)
+values = tables.read_feature_values(sm.input.values)
+responders = tables.read_responders(sm.input.responders)
 long_by_family = {f: g.drop(columns="family") for f, g in values.groupby("family")}
 measures = rs.measure_names(p.early_visits, p.auc_end)
 

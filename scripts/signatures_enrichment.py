@@ -2,9 +2,10 @@
 
 from pathlib import Path
 
-from rhlh.io import read_table, write_tsv
+from rhlh.io import write_tsv
 from rhlh.logs import setup_logging
 from rhlh.signatures import competitive_tests, load_gene_sets
+from rhlh.tables import read_de_table
 
 sm = snakemake  # noqa: F821
 log = setup_logging(sm)
@@ -13,7 +14,7 @@ sets, _ = load_gene_sets(list(sm.input.gmt))
 tables, directional = {}, {}
 for path in list(sm.input.visit) + list(sm.input.lrt):
     name = Path(path).name.removesuffix(".tsv")
-    tables[name] = read_table(path, required=("gene_id", "stat", "pvalue"))
+    tables[name] = read_de_table(path)
     # Wald contrasts are signed; LRT statistics are not
     directional[name] = path in set(sm.input.visit)
     log.info(

@@ -2,8 +2,7 @@
 
 from pathlib import Path
 
-import pandas as pd
-
+from rhlh import tables
 from rhlh.io import file_stems, save_figure
 from rhlh.logs import setup_logging
 from rhlh.signatures import plot_change_heatmap, plot_spaghetti
@@ -11,10 +10,10 @@ from rhlh.signatures import plot_change_heatmap, plot_spaghetti
 sm = snakemake  # noqa: F821
 log = setup_logging(sm)
 p = sm.params
-scores = pd.read_csv(sm.input.scores, sep="\t", dtype={"sample_id": str, "patient_id": str})
-responders = pd.read_csv(sm.input.responders, sep="\t", dtype=str, keep_default_na=False)
-missing = pd.read_csv(sm.input.missing, sep="\t", dtype={"signature": str}, keep_default_na=False)
-table = pd.read_csv(sm.input.mean_change, sep="\t", dtype={"signature": str})
+scores = tables.read_scores(sm.input.scores)
+responders = tables.read_responders(sm.input.responders)
+missing = tables.read_missing_genes(sm.input.missing)
+table = tables.read_mean_change(sm.input.mean_change)
 outdir = Path(sm.output.spaghetti)
 outdir.mkdir(parents=True, exist_ok=True)
 # gene-set names come from the GMT files: they name a figure only through file_stems

@@ -1,7 +1,6 @@
 """Rule signatures_models: change from baseline and score ~ visit * responder + (1|patient)."""
 
-import pandas as pd
-
+from rhlh import tables
 from rhlh.io import write_tsv
 from rhlh.logs import setup_logging
 from rhlh.signatures import (
@@ -13,8 +12,8 @@ from rhlh.signatures import (
 sm = snakemake  # noqa: F821
 log = setup_logging(sm)
 p = sm.params
-scores = pd.read_csv(sm.input.scores, sep="\t", dtype={"sample_id": str, "patient_id": str})
-responders = pd.read_csv(sm.input.responders, sep="\t", dtype=str, keep_default_na=False)
+scores = tables.read_scores(sm.input.scores)
+responders = tables.read_responders(sm.input.responders)
 change = signature_change_from_baseline(scores, responders, methods=p.methods, baseline=p.baseline)
 write_tsv(change, sm.output.change)
 write_tsv(mean_change_table(change, p.visits, p.baseline), sm.output.mean_change)

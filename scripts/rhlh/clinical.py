@@ -89,17 +89,6 @@ def _min_day(*values) -> float:
     return float(min(vals)) if vals else float("nan")
 
 
-def read_validated(path, numeric=()) -> pd.DataFrame:
-    """A validated input copy (TSV) with ``numeric`` columns as float (NaN for empty) and the
-    file row numbers (header = 1) as index."""
-    df = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
-    for col in numeric:
-        if col in df.columns:
-            df[col] = pd.to_numeric(df[col].replace("", np.nan)).astype(float)
-    df.index = pd.RangeIndex(2, 2 + len(df))
-    return df
-
-
 # --- consistency ----------------------------------------------------------------------------
 
 

@@ -19,6 +19,7 @@ import pandas as pd
 from rhlh.errors import InputError
 from rhlh.io import read_table
 from rhlh.longitudinal import bh_adjust, rmcorr
+from rhlh.tables import as_responders
 
 log = logging.getLogger("rhlh")
 
@@ -168,17 +169,6 @@ def _plate_limits(df, col):
             r["max"],
         )
     return agg["max"].to_dict()
-
-
-def read_values(path) -> pd.DataFrame:
-    """Read results/cytokines/values.tsv with its identifier columns kept as text."""
-    return pd.read_csv(
-        path,
-        sep="\t",
-        keep_default_na=False,
-        na_values=[""],
-        dtype={"sample_id": str, "patient_id": str, "censor": str, "plate": str},
-    )
 
 
 def parse_cytokines(table, file="cytokines.tsv", duplicates="mean"):
@@ -543,10 +533,7 @@ def model_table(values, samples, responders):
         how="inner",
         validate="many_to_one",
     )
-    resp = responders[["patient_id", "responder"]].copy()
-    resp["responder"] = resp["responder"].map(
-        {True: True, False: False, "True": True, "False": False}
-    )
+    resp = as_responders(responders)[["patient_id", "responder"]]
     d = d.merge(resp, on="patient_id", how="left")
     d = d.rename(columns={"analyte": "feature"})
     d["value"] = d["log10_value"]

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from rhlh.plotting import RESPONSE_COLORS, response_label
+from rhlh.tables import as_responders
 
 PACKAGES = [
     "snakemake",
@@ -64,8 +65,7 @@ def group_means(df: pd.DataFrame, value: str, visits) -> pd.DataFrame:
 
 
 def _with_responders(df, responders):
-    r = responders[["patient_id", "responder"]].copy()
-    r["responder"] = r["responder"].astype(str).map({"True": True, "False": False})
+    r = as_responders(responders)[["patient_id", "responder"]]
     return df.drop(columns=["responder"], errors="ignore").merge(r, on="patient_id", how="left")
 
 
@@ -98,7 +98,7 @@ def headline(
             ),
         )
     )
-    n_resp = int(responders["responder"].astype(str).eq("True").sum())
+    n_resp = int(as_responders(responders)["responder"].eq(True).sum())
     rows.append(
         ("response", "responders (definition in methods)", f"{n_resp}/{len(responders)}", "")
     )

@@ -80,6 +80,7 @@ from scipy import stats
 
 from rhlh.longitudinal import bh_adjust
 from rhlh.plotting import OKABE_ITO, RESPONSE_COLORS
+from rhlh.tables import as_responders
 
 log = logging.getLogger("rhlh")
 
@@ -118,16 +119,9 @@ _TRUE = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no":
 # --------------------------------------------------------------------------------------------
 
 
-def read_responders(responders: pd.DataFrame) -> pd.DataFrame:
-    """patient_id, responder (True/False/None) and response_class from responders.tsv."""
-    out = pd.DataFrame({"patient_id": responders["patient_id"].astype(str)})
-    flag = responders["responder"].map(lambda v: _TRUE.get(str(v).strip().lower()))
-    out["responder"] = flag.astype(object)
-    if "response_class" in responders.columns:
-        out["response_class"] = responders["response_class"].astype(str).str.strip().str.upper()
-    else:
-        out["response_class"] = ""
-    return out.reset_index(drop=True)
+def _responder_table(responders: pd.DataFrame) -> pd.DataFrame:
+    """patient_id, responder (True/False/None) and response_class (rhlh.tables.as_responders)."""
+    return as_responders(responders)[["patient_id", "responder", "response_class"]]
 
 
 def _long(df, feature, value, cols=("sample_id", "patient_id", "visit", "day")):
@@ -516,7 +510,7 @@ def associate(
     note: str = "",
 ) -> pd.DataFrame:
     """Mann-Whitney/AUC, logistic and Spearman rows for each feature x measure (no padj)."""
-    resp = read_responders(responders)
+    resp = _responder_table(responders)
     d = measures.merge(resp, on="patient_id", how="inner")
     rows = []
     for (feature, measure), g in d.groupby(["feature", "measure"], sort=False):
@@ -638,7 +632,7 @@ def trajectory_rows(
         m, name = m[keep], name[keep]
     n_resp = {}
     if long is not None and responders is not None:
-        resp = read_responders(responders)
+        resp = _responder_table(responders)
         d = long[["feature", "patient_id"]].drop_duplicates().merge(resp, on="patient_id")
         n_resp = d[d["responder"] == True].groupby("feature")["patient_id"].nunique()  # noqa: E712
         n_resp = n_resp.to_dict()
@@ -816,7 +810,7 @@ def plot_early_change(
 
     top = top_features(table, 10 * k, measures=[f"change_{v}" for v in early_visits])
     top = top.drop_duplicates(["family", "feature"]).head(k)
-    resp = read_responders(responders)
+    resp = _responder_table(responders)
     ncol = min(3, max(len(top), 1))
     nrow = max(1, math.ceil(len(top) / ncol))
     fig, axes = plt.subplots(nrow, ncol, figsize=(3.6 * ncol, 3.0 * nrow), squeeze=False)

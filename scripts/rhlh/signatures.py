@@ -36,6 +36,7 @@ from rhlh.errors import InputError
 from rhlh.expression import log_cpm
 from rhlh.io import read_table, read_text
 from rhlh.longitudinal import bh_adjust, change_from_baseline, fit_visit_by_response
+from rhlh.tables import as_responders
 
 log = logging.getLogger("rhlh")
 
@@ -542,9 +543,7 @@ def scores_to_anndata(scores: pd.DataFrame, report: pd.DataFrame | None = None):
 def _with_responders(scores, responders, methods):
     sc = scores[scores["method"].isin(methods)].copy()
     sc["feature"] = sc["signature"] + "__" + sc["method"]
-    resp = responders[["patient_id", "responder"]].copy()
-    flags = {"true": True, "1": True, "false": False, "0": False}
-    resp["responder"] = resp["responder"].map(lambda v: flags.get(str(v).strip().lower(), pd.NA))
+    resp = as_responders(responders)[["patient_id", "responder"]]
     sc = sc.merge(resp, on="patient_id", how="left")
     unknown = sorted(sc.loc[sc["responder"].isna(), "patient_id"].astype(str).unique())
     if unknown:
@@ -783,14 +782,6 @@ def competitive_tests(
 # --------------------------------------------------------------------------------------------
 
 
-def _group_of(flag):
-    from rhlh.plotting import response_label
-
-    if flag is None or (not isinstance(flag, str) and pd.isna(flag)):
-        return "unknown"
-    return response_label(True if str(flag) == "True" else False if str(flag) == "False" else None)
-
-
 def group_means(df: pd.DataFrame, value_col: str, by=("signature", "group", "visit")):
     """Mean, n and t-based 95% CI of a value per group (patients as the unit)."""
     rows = []
@@ -815,9 +806,11 @@ def group_means(df: pd.DataFrame, value_col: str, by=("signature", "group", "vis
 
 def mean_change_table(change: pd.DataFrame, visits, baseline="D0") -> pd.DataFrame:
     """Mean change from baseline per signature, method, response group and later visit."""
+    from rhlh.plotting import response_label
+
     d = change.dropna(subset=["change"]).copy()
     d = d[(d["visit"] != baseline) & d["visit"].isin(list(visits))]
-    d["group"] = [_group_of(f) for f in d["responder"]]
+    d["group"] = [response_label(f) for f in d["responder"]]
     by = ("signature", "method", "group", "visit")
     out = group_means(d, "change", by=by)
     order = {v: i for i, v in enumerate(visits)}
@@ -842,7 +835,7 @@ def plot_spaghetti(
     """Scores by visit: one thin line per patient coloured by response, group means and CIs."""
     import matplotlib.pyplot as plt
 
-    from rhlh.plotting import RESPONSE_COLORS
+    from rhlh.plotting import RESPONSE_COLORS, response_label
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     d = scores[(scores["signature"] == signature) & (scores["method"] == method)]
@@ -859,8 +852,8 @@ def plot_spaghetti(
         ax.set_axis_off()
         return fig
     pos = {v: i for i, v in enumerate(visits)}
-    resp = dict(zip(responders["patient_id"].astype(str), responders["responder"], strict=False))
-    d["group"] = [_group_of(resp.get(str(p))) for p in d["patient_id"]]
+    resp = as_responders(responders).set_index("patient_id")["responder"].to_dict()
+    d["group"] = [response_label(resp.get(str(p))) for p in d["patient_id"]]
     d["x"] = d["visit"].map(pos)
     for _pid, sub in d.sort_values("x").groupby("patient_id", sort=True):
         ax.plot(

@@ -1,0 +1,79 @@
+"""The readers of cross-stage tables: identifiers stay text, flags are parsed once, one way."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from rhlh import de_data, tables
+from rhlh.design import parse_design_specs
+from rhlh.io import write_tsv
+
+
+def _write(tmp_path, name, df):
+    path = tmp_path / name
+    write_tsv(df, path)
+    return path
+
+
+def test_identifiers_stay_text(tmp_path):
+    scores = pd.DataFrame(
+        {
+            "sample_id": ["NA_D0", "007", "1e5"],
+            "patient_id": ["NA", "007", "1e5"],
+            "visit": ["D0", "D0", "D0"],
+            "day": [0, 1, np.nan],
+            "signature": ["S", "S", "S"],
+            "method": ["ulm"] * 3,
+            "score": [0.5, np.nan, 1.25],
+        }
+    )
+    back = tables.read_scores(_write(tmp_path, "scores.tsv", scores))
+    assert back["patient_id"].tolist() == ["NA", "007", "1e5"]
+    assert back["sample_id"].tolist() == ["NA_D0", "007", "1e5"]
+    assert back["score"].isna().tolist() == [False, True, False]
+    assert back["day"].dtype == float and np.isnan(back["day"].iloc[2])
+
+
+def test_responders_one_typed_form(tmp_path):
+    df = pd.DataFrame(
+        {
+            "patient_id": ["NA", "P2", "P3"],
+            "responder": ["True", "False", ""],
+            "response_class": ["cr", "NR", "NE"],
+            "reason": ["x", "", "no D28 assessment"],
+        }
+    )
+    back = tables.read_responders(_write(tmp_path, "responders.tsv", df))
+    assert list(back.columns) == tables.RESPONDER_COLUMNS
+    assert back["patient_id"].tolist() == ["NA", "P2", "P3"]
+    assert back["responder"].tolist() == [True, False, None]
+    assert back["response_class"].tolist() == ["CR", "NR", "NE"]
+    # the same frame with typed flags gives the same table
+    typed = df.assign(responder=[True, False, None])
+    pd.testing.assert_frame_equal(tables.as_responders(typed), back)
+    # a spelling the writer never uses is refused with its row
+    bad = df.assign(responder=["yes", "False", ""])
+    with pytest.raises(ValueError, match="row 2, column 'responder'.*'yes'"):
+        tables.read_responders(_write(tmp_path, "bad.tsv", bad))
+
+
+def test_de_table_reader_and_empty_table(tmp_path):
+    gene_ids = pd.Index(["G1", "G2"], name="gene_id")
+    names = pd.Series(["STAT1", ""], index=gene_ids)
+    empty = de_data.unestimable_table(gene_ids, names, True, {"IFNG_SET": ["STAT1"]})
+    assert list(empty.columns) == tables.DE_WALD_COLUMNS
+    back = tables.read_de_table(_write(tmp_path, "D7_vs_D0.tsv", empty))
+    assert back["gene_name"].tolist() == ["STAT1", ""]
+    assert back["signature_genes"].tolist() == ["IFNG_SET", ""]
+    assert back["pvalue"].isna().all() and back["pvalue"].dtype == float
+    with pytest.raises(ValueError, match="not a DE table"):
+        tables.read_de_table(_write(tmp_path, "other.tsv", pd.DataFrame({"gene_id": ["G1"]})))
+
+
+def test_contrast_ids():
+    spec = parse_design_specs(
+        [
+            {"id": "visit", "formula": "~ patient_id + visit", "contrasts": ["visit"]},
+        ]
+    )[0]
+    assert de_data.contrast_ids(spec, ["D0", "D7", "D14"], "D0") == ["D7_vs_D0", "D14_vs_D0"]
