@@ -1,10 +1,11 @@
 """Compare two results folders: every TSV byte for byte, every h5ad matrix and annotation exactly.
 
-    python tools/compare_results.py RESULTS_A RESULTS_B
+    python tools/compare_results.py RESULTS_A RESULTS_B [--figures]
 
-Prints one line per difference and exits 1 if there is any (0 when identical). Logs, figures
-and Snakemake's own files are not compared. Used to prove that a refactor changes no result:
-run the example before and after (``--config results=...``), then compare the two roots.
+Prints one line per difference and exits 1 if there is any (0 when identical). Logs and
+Snakemake's own files are not compared; figures (PNG, byte for byte) only with --figures.
+Used to prove that a refactor changes no result: run the example before and after
+(``--config results=...``), then compare the two roots.
 """
 
 from __future__ import annotations
@@ -49,15 +50,16 @@ def _frame_digest(df) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def compare(a: Path, b: Path) -> list[str]:
+def compare(a: Path, b: Path, figures=False) -> list[str]:
     """Differences between two results roots, one line each (empty when identical)."""
     out = []
-    for pattern, kind in (("*.tsv", "tsv"), ("*.h5ad", "h5ad")):
+    kinds = (("*.tsv", "tsv"), ("*.h5ad", "h5ad")) + ((("*.png", "png"),) if figures else ())
+    for pattern, kind in kinds:
         ta, tb = _tables(a, pattern), _tables(b, pattern)
         out += [f"only in {a}: {k}" for k in sorted(set(ta) - set(tb))]
         out += [f"only in {b}: {k}" for k in sorted(set(tb) - set(ta))]
         for k in sorted(set(ta) & set(tb)):
-            if kind == "tsv":
+            if kind in ("tsv", "png"):
                 if ta[k].read_bytes() != tb[k].read_bytes():
                     out.append(f"differs: {k}")
             else:
@@ -72,13 +74,15 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("a", type=Path)
     ap.add_argument("b", type=Path)
+    ap.add_argument("--figures", action="store_true", help="also compare every PNG")
     args = ap.parse_args(argv)
-    diffs = compare(args.a, args.b)
+    diffs = compare(args.a, args.b, figures=args.figures)
     n_tsv = len(_tables(args.a, "*.tsv"))
     n_h5ad = len(_tables(args.a, "*.h5ad"))
+    n_png = f", {len(_tables(args.a, '*.png'))} PNG" if args.figures else ""
     for line in diffs:
         print(line)
-    print(f"{n_tsv} TSV and {n_h5ad} h5ad compared: {len(diffs)} difference(s)")
+    print(f"{n_tsv} TSV, {n_h5ad} h5ad{n_png} compared: {len(diffs)} difference(s)")
     return 1 if diffs else 0
 
 
