@@ -2,7 +2,9 @@
 
 import pandas as pd
 
-from rhlh import clinical as c
+from rhlh.clinical import endpoints, responders, safety
+from rhlh.contract import timeline
+from rhlh.figures import clinical as clinical_figures
 from rhlh.io import save_figure, write_tsv
 from rhlh.logs import setup_logging
 from rhlh.simon import simon_decision, simon_designs
@@ -12,18 +14,18 @@ from rhlh.tables import read_validated
 sm = snakemake  # noqa: F821
 log = setup_logging(sm)
 p = sm.params
-patients = read_validated(sm.input.patients, c.PATIENT_DAY_COLUMNS)
+patients = read_validated(sm.input.patients, timeline.PATIENT_DAY_COLUMNS)
 responses = read_validated(sm.input.responses, ["day"])
 events = read_validated(sm.input.events[0], ["day", "grade"]) if sm.input.events else None
 n = len(patients)
 
 # primary endpoint: alive at HSCT or week 8, and KM of death censored at HSCT
-primary = c.primary_endpoint(patients, p.horizon, p.primary_missing)
-status = c.primary_endpoint_status(patients, p.horizon)
-km, risk = c.survival_until_hsct(patients, p.horizon)
+primary = endpoints.primary_endpoint(patients, p.horizon, p.primary_missing)
+status = responders.primary_endpoint_status(patients, p.horizon)
+km, risk = endpoints.survival_until_hsct(patients, p.horizon)
 write_tsv(km, sm.output.survival)
 write_tsv(status, sm.output.survival_patients)
-save_figure(c.plot_km(km, risk, p.horizon), sm.output.km)
+save_figure(clinical_figures.plot_km(km, risk, p.horizon), sm.output.km)
 log.info("primary: %d/%d alive at HSCT or day %s", primary["x"], primary["n"], p.horizon)
 
 # Simon two-stage design and the decisions it gives on this cohort (enrolment = file order)
@@ -40,7 +42,7 @@ s = {
 designs = simon_designs(s["p0"], s["p1"], s["alpha"], s["beta"], s["nmax"])
 write_tsv(pd.DataFrame([d.as_dict() for d in designs.values()]), sm.output.simon)
 design = designs[s["design"]]
-success = c.define_responders(patients, responses, s["success"], p.horizon)["responder"]
+success = responders.define_responders(patients, responses, s["success"], p.horizon)["responder"]
 first = success.iloc[: design.n1]
 decision = simon_decision(design, int(first.sum()), len(first), int(success.sum()), n)
 decision.insert(0, "success_definition", s["success"])
@@ -57,15 +59,15 @@ log.info(
 )
 
 # response rates by visit
-rates = c.response_rates(patients, responses, p.visits, p.policy)
+rates = endpoints.response_rates(patients, responses, p.visits, p.policy)
 write_tsv(rates, sm.output.rates)
-save_figure(c.plot_response_rates(rates, p.visits), sm.output.rates_fig)
+save_figure(clinical_figures.plot_response_rates(rates, p.visits), sm.output.rates_fig)
 
 # delay to first PR / CR, death competing (HSCT competing or censoring per config)
 competing = ("death", "hsct") if p.hsct_competing else ("death",)
 ttr, ttr_pat = {}, []
 for level, name in (("PR", "PR or better"), ("CR", "CR")):
-    per, cif = c.time_to_response(patients, responses, level, competing)
+    per, cif = endpoints.time_to_response(patients, responses, level, competing)
     ttr[name] = cif
     ttr_pat.append(per.assign(outcome_of_interest=name))
 write_tsv(
@@ -74,29 +76,29 @@ write_tsv(
 )
 write_tsv(pd.concat(ttr_pat), sm.output.ttr_patients)
 save_figure(
-    c.plot_cuminc(
+    clinical_figures.plot_cuminc(
         {f"first {k}": t for k, t in ttr.items()}, title="Time to first response (death competing)"
     ),
     sm.output.cuminc,
 )
 
 # reactivation after PR/CR, death and HSCT competing, time from first response
-react = c.reactivation(patients, responses)
+react = endpoints.reactivation(patients, responses)
 write_tsv(react[0], sm.output.reactivation)
 write_tsv(react[1], sm.output.reactivation_cuminc)
 
 # safety
-write_tsv(c.adverse_events(events, n), sm.output.safety)
-write_tsv(c.viral_infections(events, patients), sm.output.viral)
+write_tsv(safety.adverse_events(events, n), sm.output.safety)
+write_tsv(safety.viral_infections(events, patients), sm.output.viral)
 
-table = c.endpoints_table(
+table = endpoints.endpoints_table(
     primary=primary,
     km=km,
     rates=rates,
     ttr=ttr,
     react=react,
     simon=decision,
-    safety=(c.patients_with_grade(events, 3), n),
+    safety=(safety.patients_with_grade(events, 3), n),
     horizon=p.horizon,
 )
 write_tsv(table, sm.output.endpoints)

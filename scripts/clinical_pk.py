@@ -1,6 +1,7 @@
 """Rule clinical_pk: ruxolitinib concentrations by matrix and visit, CSF/plasma ratios."""
 
-from rhlh.clinical import csf_plasma_ratio, pk_summary, pk_values, plot_pk
+from rhlh.clinical.pk import csf_plasma_ratio, pk_summary, pk_values
+from rhlh.figures.clinical import plot_pk
 from rhlh.io import save_figure, write_tsv
 from rhlh.logs import setup_logging
 from rhlh.tables import read_validated

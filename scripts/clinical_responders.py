@@ -1,6 +1,7 @@
 """Rule clinical_responders: define responders (timelines were checked at validation)."""
 
-from rhlh.clinical import PATIENT_DAY_COLUMNS, define_responders
+from rhlh.clinical.responders import define_responders
+from rhlh.contract.timeline import PATIENT_DAY_COLUMNS
 from rhlh.io import write_tsv
 from rhlh.logs import setup_logging
 from rhlh.tables import read_validated

@@ -5,10 +5,10 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from rhlh import de, de_data
+from rhlh.contract.genesets import read_gmt
 from rhlh.design import parse_design_specs
 from rhlh.io import write_tsv
 from rhlh.logs import setup_logging
-from rhlh.signatures import read_gmt
 from rhlh.tables import read_responders
 
 sm = snakemake  # noqa: F821

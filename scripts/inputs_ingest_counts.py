@@ -1,6 +1,6 @@
 """Rule ingest_counts: raw counts (matrix, featureCounts or h5ad) to one samples x genes AnnData."""
 
-from rhlh.counts import build_count_objects, read_counts
+from rhlh.contract.counts import build_count_objects, read_counts
 from rhlh.io import write_h5ad
 from rhlh.logs import setup_logging
 from rhlh.tables import read_patients, read_samples

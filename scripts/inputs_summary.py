@@ -4,10 +4,10 @@ from pathlib import Path
 
 import anndata as ad
 
+from rhlh.contract.validate import summarize
 from rhlh.io import write_tsv
 from rhlh.logs import setup_logging
 from rhlh.tables import read_cytokine_readings, read_samples
-from rhlh.validate import summarize
 
 sm = snakemake  # noqa: F821
 log = setup_logging(sm)

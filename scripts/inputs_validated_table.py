@@ -1,8 +1,8 @@
 """Rule validated_table: write the typed, checked copy of one input table."""
 
+from rhlh.contract.validate import clean_table
 from rhlh.io import write_tsv
 from rhlh.logs import setup_logging
-from rhlh.validate import clean_table
 
 log = setup_logging(snakemake)  # noqa: F821
 table = snakemake.wildcards.table  # noqa: F821

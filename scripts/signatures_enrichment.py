@@ -2,9 +2,10 @@
 
 from pathlib import Path
 
+from rhlh.contract.genesets import load_gene_sets
 from rhlh.io import write_tsv
 from rhlh.logs import setup_logging
-from rhlh.signatures import competitive_tests, load_gene_sets
+from rhlh.signatures import competitive_tests
 from rhlh.tables import read_de_table
 
 sm = snakemake  # noqa: F821

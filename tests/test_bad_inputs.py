@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from rhlh.contract.validate import validate_cohort
 from rhlh.errors import InputError
-from rhlh.validate import validate_cohort
 from rhlh.workflow_support import check_genesets
 
 from .conftest import REPO, files_under, run_workflow

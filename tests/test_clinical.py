@@ -5,8 +5,11 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from rhlh import clinical as c
+from rhlh.clinical import endpoints, responders, safety
+from rhlh.clinical import pk as pk_lib
+from rhlh.contract import timeline
 from rhlh.errors import InputError
+from rhlh.figures import clinical as clinical_figures
 from rhlh.survival import aalen_johansen, clopper_pearson, kaplan_meier, median_time
 
 NAN = np.nan
@@ -143,17 +146,17 @@ def cohort():
 
 def test_hand_cohort_is_consistent():
     p, r = cohort()
-    assert c.check_clinical_consistency(p, r, FILES) is None
+    assert timeline.check_clinical_consistency(p, r, FILES) is None
     # nullable integers as the validator delivers them work too
     p2 = p.copy()
     for col in ("hsct_day", "death_day", "conditioning_day", "reactivation_day"):
         p2[col] = p2[col].astype("Int64")
-    c.check_clinical_consistency(p2, r, FILES)
+    timeline.check_clinical_consistency(p2, r, FILES)
 
 
 def test_primary_endpoint():
     p, _ = cohort()
-    st = c.primary_endpoint_status(p)
+    st = responders.primary_endpoint_status(p)
     assert st["status"].tolist() == [
         "died",
         "alive at HSCT",
@@ -162,17 +165,17 @@ def test_primary_endpoint():
         "alive at HSCT",
         "died",
     ]
-    itt = c.primary_endpoint(p)
+    itt = endpoints.primary_endpoint(p)
     assert (itt["x"], itt["n"], itt["n_lost"]) == (3, 6, 1)
     assert (itt["ci_low"], itt["ci_high"]) == pytest.approx(clopper_pearson(3, 6), abs=1e-12)
     assert (itt["ci_low"], itt["ci_high"]) == pytest.approx((0.118117248, 0.881882752), abs=1e-8)
-    exc = c.primary_endpoint(p, missing="exclude")
+    exc = endpoints.primary_endpoint(p, missing="exclude")
     assert (exc["x"], exc["n"]) == (3, 5)
 
 
 def test_survival_until_hsct():
     p, _ = cohort()
-    km, risk = c.survival_until_hsct(p)
+    km, risk = endpoints.survival_until_hsct(p)
     # deaths day 10 (6 at risk) and day 30 (5 at risk; P4 censored the same day)
     assert km["time"].tolist() == [10, 30, 40, 50, 56]
     assert km["survival"].to_numpy() == pytest.approx(
@@ -184,7 +187,7 @@ def test_survival_until_hsct():
 
 def test_response_rates_policies():
     p, r = cohort()
-    rates = c.response_rates(p, r).set_index(["visit", "outcome"])
+    rates = endpoints.response_rates(p, r).set_index(["visit", "outcome"])
     d28 = rates.loc[("D28", "PR_or_better")]
     assert (d28["x"], d28["n"]) == (2, 6)
     assert (d28["n_assessed"], d28["n_ne"], d28["n_dead"], d28["n_missing"]) == (2, 1, 1, 2)
@@ -195,7 +198,7 @@ def test_response_rates_policies():
     pre = rates.loc[("PRECOND1", "CR")]
     # P3 and P4 have no conditioning: not due, never in the denominator
     assert (pre["x"], pre["n"], pre["n_not_due"], pre["n_dead"]) == (1, 4, 2, 2)
-    excl = c.response_rates(
+    excl = endpoints.response_rates(
         p, r, policy={"dead": "exclude", "missing": "exclude", "ne": "exclude", "hsct": "exclude"}
     )
     excl = excl.set_index(["visit", "outcome"])
@@ -206,19 +209,19 @@ def test_response_rates_policies():
     assert excl.loc[("W8", "PR_or_better"), "n"] == 1
     assert excl.loc[("PRECOND1", "PR_or_better"), "n"] == 2
     with pytest.raises(ValueError):
-        c.response_rates(p, r, policy={"dead": "ignore"})
+        endpoints.response_rates(p, r, policy={"dead": "ignore"})
 
 
 def test_define_responders():
     p, r = cohort()
-    d = c.define_responders(p, r)  # default cr_pr_d28
+    d = responders.define_responders(p, r)  # default cr_pr_d28
     assert d.columns.tolist() == ["patient_id", "responder", "response_class", "reason"]
     assert d["responder"].tolist() == [False, True, False, False, True, False]
     assert d["response_class"].tolist() == ["NE", "CR", "NE", "NE", "PR", "NE"]
     assert "died on day 10" in d.loc[0, "reason"] and "ITT" in d.loc[0, "reason"]
     assert "no D28 assessment" in d.loc[3, "reason"]
     assert d["responder"].dtype == bool
-    assert c.define_responders(p, r, "cr_d28")["responder"].tolist() == [
+    assert responders.define_responders(p, r, "cr_d28")["responder"].tolist() == [
         False,
         True,
         False,
@@ -226,18 +229,18 @@ def test_define_responders():
         False,
         False,
     ]
-    best = c.define_responders(p, r, "best_by_w8")
+    best = responders.define_responders(p, r, "best_by_w8")
     assert best["responder"].tolist() == [False, True, True, True, True, False]
     assert best["response_class"].tolist() == ["NR", "CR", "PR", "PR", "PR", "NR"]
-    alive = c.define_responders(p, r, "alive_at_hsct")
+    alive = responders.define_responders(p, r, "alive_at_hsct")
     assert alive["responder"].tolist() == [False, True, True, False, True, False]
     with pytest.raises(ValueError, match="unknown responder definition"):
-        c.define_responders(p, r, "cr_at_w12")
+        responders.define_responders(p, r, "cr_at_w12")
 
 
 def test_time_to_first_pr_cumulative_incidence():
     p, r = cohort()
-    per, cif = c.time_to_response(p, r, "PR")
+    per, cif = endpoints.time_to_response(p, r, "PR")
     assert per["time"].tolist() == [10, 7, 14, 7, 21, 30]
     assert per["status"].tolist() == [2, 1, 1, 1, 1, 2]
     # by hand: 2/6 at day 7; S = 1/2 after the day-10 death; +1/2*1/3; +1/3*1/2
@@ -249,20 +252,20 @@ def test_time_to_first_pr_cumulative_incidence():
 
 def test_time_to_first_cr_cumulative_incidence():
     p, r = cohort()
-    per, cif = c.time_to_response(p, r, "CR")
+    per, cif = endpoints.time_to_response(p, r, "CR")
     assert per["status"].tolist() == [2, 1, 0, 0, 0, 2]
     # P5 censored at HSCT (day 50) although dead on day 70
     assert per["time"].tolist() == [10, 21, 80, 30, 50, 30]
     assert cif["cuminc"].iloc[-1] == pytest.approx(1 / 6, abs=1e-12)
     assert np.isnan(median_time(cif, "cuminc"))
     # HSCT as a competing event instead of censoring
-    per2, _ = c.time_to_response(p, r, "CR", competing=("death", "hsct"))
+    per2, _ = endpoints.time_to_response(p, r, "CR", competing=("death", "hsct"))
     assert per2.loc[4, "status"] == 3
 
 
 def test_reactivation():
     p, r = cohort()
-    per, cif = c.reactivation(p, r)
+    per, cif = endpoints.reactivation(p, r)
     assert per["patient_id"].tolist() == ["P2", "P3", "P4", "P5"]
     assert per["time"].tolist() == [33, 66, 23, 14]
     assert per["status"].tolist() == [3, 0, 0, 1]
@@ -316,7 +319,7 @@ def _broken(kind):
 def test_consistency_errors(kind, file, row, column):
     p, r = _broken(kind)
     with pytest.raises(InputError) as err:
-        c.check_clinical_consistency(p, r, FILES)
+        timeline.check_clinical_consistency(p, r, FILES)
     assert (err.value.file, err.value.row, err.value.column) == (file, row, column)
     assert file in str(err.value) and f"row {row}" in str(err.value)
 
@@ -340,20 +343,20 @@ def events():
 
 
 def test_adverse_events_by_term_and_worst_grade():
-    ae = c.adverse_events(events(), 6).set_index("term")
+    ae = safety.adverse_events(events(), 6).set_index("term")
     neu = ae.loc["neutropenia"]
     assert (neu["n_events"], neu["n_patients"]) == (3, 2)
     assert neu["pct_patients"] == pytest.approx(100 * 2 / 6)
     assert [neu[f"grade_{k}"] for k in range(1, 6)] == [1, 0, 0, 1, 0]
     assert neu["n_patients_grade3plus"] == 1
     assert ae.loc["CMV", "n_patients"] == 1 and ae.loc["CMV", "grade_3"] == 1
-    assert c.patients_with_grade(events(), 3) == 2
-    assert c.adverse_events(None, 6).empty
+    assert safety.patients_with_grade(events(), 3) == 2
+    assert safety.adverse_events(None, 6).empty
 
 
 def test_viral_infections_per_patient():
     p, _ = cohort()
-    vi = c.viral_infections(events(), p).set_index("patient_id")
+    vi = safety.viral_infections(events(), p).set_index("patient_id")
     assert len(vi) == 6
     assert (vi.loc["P2", "n_new"], vi.loc["P2", "n_worsening"], vi.loc["P2", "worst_grade"]) == (
         1,
@@ -380,21 +383,21 @@ def pk():
 
 
 def test_pk_censoring_substitution_and_ratio():
-    v = c.pk_values(pk())
+    v = pk_lib.pk_values(pk())
     assert v["censor"].tolist() == ["<", "", "<", "<", "", "", "", ">"]
     assert v["value"].tolist() == [0.25, 25.0, 0.25, 0.5, 2.0, 40.0, 1.0, 100.0]
-    assert c.pk_values(pk(), "lloq")["value"].iloc[3] == 1.0
-    assert np.isnan(c.pk_values(pk(), "nan")["value"].iloc[0])
-    s = c.pk_summary(v, visits=["D0", "D7", "D14"]).set_index(["matrix", "visit"])
+    assert pk_lib.pk_values(pk(), "lloq")["value"].iloc[3] == 1.0
+    assert np.isnan(pk_lib.pk_values(pk(), "nan")["value"].iloc[0])
+    s = pk_lib.pk_summary(v, visits=["D0", "D7", "D14"]).set_index(["matrix", "visit"])
     d7 = s.loc[("plasma", "D7")]
     assert (d7["n"], d7["n_below_lloq"], d7["median"]) == (3, 1, 25.0)
     assert d7["geo_mean"] == pytest.approx(500 ** (1 / 3), abs=1e-12)
-    ratio = c.csf_plasma_ratio(v).set_index("patient_id")
+    ratio = pk_lib.csf_plasma_ratio(v).set_index("patient_id")
     assert ratio.loc["P1", "ratio"] == pytest.approx(0.01)
     assert np.isnan(ratio.loc["P2", "ratio"])
     assert ratio.loc["P3", "ratio"] == pytest.approx(0.025)
     with pytest.raises(ValueError):
-        c.pk_values(pk().assign(concentration="abc"))
+        pk_lib.pk_values(pk().assign(concentration="abc"))
 
 
 # --- endpoints table and figures ----------------------------------------------------------------
@@ -402,15 +405,18 @@ def test_pk_censoring_substitution_and_ratio():
 
 def test_endpoints_table():
     p, r = cohort()
-    km, _ = c.survival_until_hsct(p)
-    rates = c.response_rates(p, r)
-    ttr = {"PR": c.time_to_response(p, r, "PR")[1], "CR": c.time_to_response(p, r, "CR")[1]}
-    tab = c.endpoints_table(
-        primary=c.primary_endpoint(p),
+    km, _ = endpoints.survival_until_hsct(p)
+    rates = endpoints.response_rates(p, r)
+    ttr = {
+        "PR": endpoints.time_to_response(p, r, "PR")[1],
+        "CR": endpoints.time_to_response(p, r, "CR")[1],
+    }
+    tab = endpoints.endpoints_table(
+        primary=endpoints.primary_endpoint(p),
         km=km,
         rates=rates,
         ttr=ttr,
-        react=c.reactivation(p, r),
+        react=endpoints.reactivation(p, r),
         safety=(2, 6),
     )
     assert tab.columns.tolist() == ["endpoint", "estimate", "ci_low", "ci_high", "n", "note"]
@@ -425,12 +431,12 @@ def test_endpoints_table():
 
 def test_figures_draw():
     p, r = cohort()
-    km, risk = c.survival_until_hsct(p)
+    km, risk = endpoints.survival_until_hsct(p)
     figs = [
-        c.plot_km(km, risk),
-        c.plot_response_rates(c.response_rates(p, r)),
-        c.plot_cuminc({"PR": c.time_to_response(p, r)[1]}),
-        c.plot_pk(c.pk_values(pk()), "plasma", ["D0", "D7", "D14"]),
+        clinical_figures.plot_km(km, risk),
+        clinical_figures.plot_response_rates(endpoints.response_rates(p, r)),
+        clinical_figures.plot_cuminc({"PR": endpoints.time_to_response(p, r)[1]}),
+        clinical_figures.plot_pk(pk_lib.pk_values(pk()), "plasma", ["D0", "D7", "D14"]),
     ]
     import matplotlib.pyplot as plt
 

@@ -5,7 +5,7 @@ import gzip
 import numpy as np
 import pytest
 
-from rhlh.counts import read_counts
+from rhlh.contract.counts import read_counts
 from rhlh.errors import InputError
 from rhlh.simulate import simulate_cohort, write_cohort
 

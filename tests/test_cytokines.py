@@ -8,6 +8,7 @@ import pytest
 
 from rhlh import cytokines as cy
 from rhlh import longitudinal as lg
+from rhlh.contract import lab
 from rhlh.errors import InputError
 
 HEADER = "sample_id\tanalyte\tvalue\tunit\tlloq\tuloq\tplate\n"
@@ -46,7 +47,7 @@ def write(tmp_path, body, header=HEADER, name="cytokines.tsv"):
     ],
 )
 def test_parse_value(text, expected):
-    got = cy.parse_value(text)
+    got = lab.parse_value(text)
     assert got[1] == expected[1]
     for a, b in ((got[0], expected[0]), (got[2], expected[2])):
         assert (math.isnan(a) and math.isnan(b)) or a == pytest.approx(b)
@@ -55,7 +56,7 @@ def test_parse_value(text, expected):
 @pytest.mark.parametrize("text", ["abc", "-3", "<-1", "3.2.1", "1,000", "<", "3 pg", "1,2,3"])
 def test_parse_value_rejects_nonsense(text):
     with pytest.raises(ValueError):
-        cy.parse_value(text)
+        lab.parse_value(text)
 
 
 @pytest.mark.parametrize(
@@ -82,11 +83,11 @@ def test_parse_value_rejects_nonsense(text):
     ],
 )
 def test_canonical_analyte(name, canon):
-    assert cy.canonical_analyte(name) == (canon, True)
+    assert lab.canonical_analyte(name) == (canon, True)
 
 
 def test_unknown_analyte_kept():
-    assert cy.canonical_analyte(" sCD25 ") == ("sCD25", False)
+    assert lab.canonical_analyte(" sCD25 ") == ("sCD25", False)
 
 
 # ---------------------------------------------------------------- table parsing
@@ -109,7 +110,7 @@ def test_tricky_readings_table(tmp_path):
             "S3\tIL-2\t0,75\tpg/mL\t\t\tA\n",
         ]
     )
-    df = cy.parse_cytokines(write(tmp_path, body))
+    df = lab.parse_cytokines(write(tmp_path, body))
     df = df.set_index(["sample_id", "analyte", "plate"])
     assert (df["unit"] == "pg/mL").all()
 
@@ -151,7 +152,7 @@ def test_nonsense_readings_raise_input_error(tmp_path, line, row, column, value)
     body = "S0\tIL6\t5\tpg/mL\t\t\tA\n" + line
     path = write(tmp_path, body)
     with pytest.raises(InputError) as err:
-        cy.parse_cytokines(path)
+        lab.parse_cytokines(path)
     e = err.value
     assert e.file == str(path) and e.row == row and e.column == column and e.value == value
     assert str(path) in str(e)
@@ -159,15 +160,15 @@ def test_nonsense_readings_raise_input_error(tmp_path, line, row, column, value)
 
 def test_missing_column_and_empty_file(tmp_path):
     with pytest.raises(InputError, match="unit"):
-        cy.parse_cytokines(write(tmp_path, "S1\tIL6\t3\n", header="sample_id\tanalyte\tvalue\n"))
+        lab.parse_cytokines(write(tmp_path, "S1\tIL6\t3\n", header="sample_id\tanalyte\tvalue\n"))
     with pytest.raises(InputError, match="empty"):
-        cy.parse_cytokines(write(tmp_path, "", header=""))
+        lab.parse_cytokines(write(tmp_path, "", header=""))
 
 
 def test_unknown_analyte_warns(tmp_path):
     path = write(tmp_path, "S1\tsCD25\t300\tpg/mL\t\t\tA\n")
     with pytest.warns(UserWarning, match="sCD25"):
-        df = cy.parse_cytokines(path)
+        df = lab.parse_cytokines(path)
     assert df["analyte"].tolist() == ["sCD25"]
 
 
@@ -181,13 +182,13 @@ def test_duplicates_mean_or_error(tmp_path):
         "S2\tIL6\t16\tpg/mL\t\t\tB\n"
     )
     path = write(tmp_path, body)
-    df = cy.parse_cytokines(path, duplicates="mean").set_index(["sample_id", "analyte", "plate"])
+    df = lab.parse_cytokines(path, duplicates="mean").set_index(["sample_id", "analyte", "plate"])
     assert df.loc[("S1", "IL6", "A"), "value"] == 20.0
     # both below their limits: the value is below the smaller limit
     assert tuple(df.loc[("S1", "IL10", "A"), ["value", "censor"]]) == (2.0, "left")
     assert len(df.loc["S2"]) == 2  # different plates: a bridging sample, not a duplicate
     with pytest.raises(InputError) as err:
-        cy.parse_cytokines(path, duplicates="error")
+        lab.parse_cytokines(path, duplicates="error")
     assert err.value.row == 3 and "S1" in str(err.value)
 
 
@@ -322,7 +323,7 @@ def simulate_cohort(seed=0, n=16, visits=("D0", "D7", "D14", "D28")):
 
 def test_pipeline_detects_planted_decline_with_right_sign(tmp_path):
     lines, samples, resp = simulate_cohort()
-    df = cy.parse_cytokines(write(tmp_path, "".join(lines)))
+    df = lab.parse_cytokines(write(tmp_path, "".join(lines)))
     df = cy.substitute_censored(df)
     cens = cy.censoring_summary(df, samples, ["D0", "D7", "D14", "D28"])
     flags = cens.groupby("analyte")["uninformative"].first()

@@ -13,6 +13,7 @@ import statsmodels.api as sm
 from scipy import stats
 
 from rhlh import signatures as sig
+from rhlh.contract import genesets
 from rhlh.errors import InputError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,16 +45,16 @@ def test_shipped_gmt_equals_shared_long_table(gmt, long):
         pytest.skip("shared/genesets not present beside the repository")
     table = pd.read_csv(shared / long, sep="\t", dtype=str)
     expected = {k: list(v) for k, v in table.groupby("source", sort=False)["target"]}
-    got = sig.read_gmt(GENESETS / gmt)
+    got = genesets.read_gmt(GENESETS / gmt)
     assert got == expected  # same sets, same genes, same order
-    descriptions = sig.read_gmt_descriptions(GENESETS / gmt)
+    descriptions = genesets.read_gmt_descriptions(GENESETS / gmt)
     prov = table.groupby("source").agg(lambda s: s.iloc[0]).iloc[:, -1]
     for name, text in descriptions.items():
         assert prov[name] in text
 
 
 def test_shipped_gmt_sizes_and_attribution():
-    hall = sig.read_gmt(GENESETS / "hallmark_inflammatory_v7.5.1.gmt")
+    hall = genesets.read_gmt(GENESETS / "hallmark_inflammatory_v7.5.1.gmt")
     sizes = {k: len(v) for k, v in hall.items()}
     assert sizes == {
         "HALLMARK_TNFA_SIGNALING_VIA_NFKB": 200,
@@ -63,7 +64,7 @@ def test_shipped_gmt_sizes_and_attribution():
         "HALLMARK_INFLAMMATORY_RESPONSE": 200,
         "HALLMARK_IL2_STAT5_SIGNALING": 199,
     }
-    small = sig.read_gmt(GENESETS / "small_signatures.gmt")
+    small = genesets.read_gmt(GENESETS / "small_signatures.gmt")
     assert small["AYERS_IFNG_6"] == ["IFNG", "STAT1", "IDO1", "CXCL10", "CXCL9", "HLA-DRA"]
     lic = (GENESETS / "LICENSE.md").read_text()
     assert "CC BY 4.0" in lic and "Liberzon" in lic and "Ayers" in lic
@@ -76,10 +77,10 @@ def test_long_table_to_gmt_round_trip(tmp_path):
         "source\ttarget\tref\nS1\tA\tpaper 1\nS1\tB\tpaper 1\nS2\tC\tpaper 2\n"
         "S2\tD\tpaper 2\nS2\tC\tpaper 2\n"
     )
-    sets = sig.long_table_to_gmt(long, tmp_path / "x.gmt", description="{name}: {provenance}")
+    sets = genesets.long_table_to_gmt(long, tmp_path / "x.gmt", description="{name}: {provenance}")
     assert sets == {"S1": ["A", "B"], "S2": ["C", "D"]}
-    assert sig.read_gmt(tmp_path / "x.gmt") == sets
-    assert sig.read_gmt_descriptions(tmp_path / "x.gmt") == {
+    assert genesets.read_gmt(tmp_path / "x.gmt") == sets
+    assert genesets.read_gmt_descriptions(tmp_path / "x.gmt") == {
         "S1": "S1: paper 1",
         "S2": "S2: paper 2",
     }
@@ -98,7 +99,7 @@ def _write(tmp_path, text, name="sets.gmt"):
 
 def test_read_gmt_ok_with_blank_lines_and_trailing_tabs(tmp_path):
     p = _write(tmp_path, "A\tdesc\tG1\tG2\t\n\nB\thttp://x\tG3\tG3\tG4\n")
-    assert sig.read_gmt(p) == {"A": ["G1", "G2"], "B": ["G3", "G4"]}
+    assert genesets.read_gmt(p) == {"A": ["G1", "G2"], "B": ["G3", "G4"]}
 
 
 @pytest.mark.parametrize(
@@ -114,7 +115,7 @@ def test_read_gmt_ok_with_blank_lines_and_trailing_tabs(tmp_path):
 def test_read_gmt_malformed(tmp_path, text, row, column, words):
     p = _write(tmp_path, text)
     with pytest.raises(InputError) as err:
-        sig.read_gmt(p)
+        genesets.read_gmt(p)
     assert err.value.file == str(p)
     assert err.value.row == row
     assert err.value.column == column
@@ -123,16 +124,16 @@ def test_read_gmt_malformed(tmp_path, text, row, column, words):
 
 def test_read_gmt_empty_file(tmp_path):
     with pytest.raises(InputError, match="empty"):
-        sig.read_gmt(_write(tmp_path, "\n \n"))
+        genesets.read_gmt(_write(tmp_path, "\n \n"))
 
 
 def test_load_gene_sets_duplicate_name_across_files(tmp_path):
     a = _write(tmp_path, "S\td\tG1\tG2\n", "a.gmt")
     b = _write(tmp_path, "T\td\tG1\nS\td\tG3\n", "b.gmt")
     with pytest.raises(InputError) as err:
-        sig.load_gene_sets([a, b])
+        genesets.load_gene_sets([a, b])
     assert err.value.file == str(b) and "a.gmt" in str(err.value)
-    sets, sources = sig.load_gene_sets([a])
+    sets, sources = genesets.load_gene_sets([a])
     assert sets == {"S": ["G1", "G2"]} and sources == {"S": str(a)}
 
 
@@ -339,7 +340,7 @@ def test_missing_genes_reported_and_small_sets_refused(tmp_path, caplog):
         f"SMALL\td\t{genes[10]}\t{genes[11]}\tMISSING2\tMISSING3\n",
         "u.gmt",
     )
-    sets, sources = sig.load_gene_sets([gmt])
+    sets, sources = genesets.load_gene_sets([gmt])
     with caplog.at_level(logging.WARNING, logger="rhlh"):
         scores, report = sig.score_signatures(counts, sets, samples, min_genes=3, sources=sources)
     assert set(scores["signature"]) == {"OK"}
@@ -360,7 +361,7 @@ def test_gmt_with_no_gene_in_data_names_the_file(tmp_path):
     counts, samples, genes = _simulate(n_patients=3, n_genes=100)
     good = _write(tmp_path, f"OK\td\t{chr(9).join(genes[:8])}\n", "good.gmt")
     bad = _write(tmp_path, "E1\td\tENSG_X1\tENSG_X2\nE2\td\tENSG_X3\n", "ensembl.gmt")
-    sets, sources = sig.load_gene_sets([good, bad])
+    sets, sources = genesets.load_gene_sets([good, bad])
     with pytest.raises(InputError) as err:
         sig.score_signatures(counts, sets, samples, sources=sources)
     assert err.value.file == str(bad)

@@ -399,8 +399,8 @@ def make_sc_cohort(size: CellSize, folder, seed: int) -> dict:
 
 
 def check_pseudobulk(counts_path, chunk_size: int, expected: dict | None = None) -> dict:
-    """Stream a single-cell h5ad into pseudobulk with ``rhlh.counts.read_counts``; check sums."""
-    from rhlh.counts import read_counts
+    """Stream a single-cell h5ad into pseudobulk (rhlh.contract.counts.read_counts); check sums."""
+    from rhlh.contract.counts import read_counts
 
     out = read_counts(counts_path, chunk_size=chunk_size)
     sums = dict(zip(out["samples"], out["counts"].sum(axis=1).tolist(), strict=True))

@@ -13,23 +13,20 @@ from rhlh.io import file_stems
 
 LIB = Path(__file__).resolve().parent
 # library files whose change invalidates a cached validation
-VALIDATION_CODE = (
-    "validate.py",
-    "counts.py",
-    "cytokines.py",
-    "io.py",
-    "errors.py",
-    "signatures.py",
-    "workflow_support.py",
-)
+# library files whose change invalidates a cached validation: the input-contract wing (which
+# validation depends on alone) and the two base modules it uses
+VALIDATION_CODE = ("io.py", "errors.py", "workflow_support.py")
+
+
+def validation_code_files() -> list[Path]:
+    """The files whose content keys the validation cache."""
+    return [LIB / n for n in VALIDATION_CODE] + sorted((LIB / "contract").glob("*.py"))
 
 
 def _code_version() -> str:
     h = hashlib.sha256()
-    for name in VALIDATION_CODE:
-        p = LIB / name
-        if p.exists():
-            h.update(p.read_bytes())
+    for p in validation_code_files():
+        h.update(p.read_bytes())
     return h.hexdigest()[:16]
 
 
@@ -61,7 +58,7 @@ def cell_types(counts_path) -> dict[str, str]:
 
 def check_genesets(config: dict, base: Path, gene_symbols) -> None:
     """Each GMT must parse and share at least one gene with the data."""
-    from rhlh.signatures import read_gmt
+    from rhlh.contract.genesets import read_gmt
 
     symbols = set(gene_symbols)
     for gmt in config.get("genesets", []):
@@ -83,7 +80,7 @@ def check_inputs_once(
     The stamp lives under ``<results>/logs/validate/``; on failure the message goes to stderr and
     to ``<results>/logs/validate/error.log`` and the process exits with status 1.
     """
-    from rhlh.validate import input_fingerprint, resolve_inputs, validate_cohort
+    from rhlh.contract.validate import input_fingerprint, resolve_inputs, validate_cohort
 
     base = Path(base)
     logdir = Path(results) / "logs" / "validate"
@@ -106,7 +103,7 @@ def check_inputs_once(
         genes = {}
 
         def counts_reader(path):
-            from rhlh.counts import read_counts
+            from rhlh.contract.counts import read_counts
 
             out = read_counts(path)
             genes["symbols"] = list(out["var"]["gene_name"]) + list(out["var"]["gene_id"])

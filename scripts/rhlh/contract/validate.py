@@ -290,7 +290,7 @@ def read_pk(path, patients, patients_path) -> pd.DataFrame:
     _check_enum(path, df, "matrix", PK_MATRICES, "matrix")
     if "lloq" in df.columns:
         df["lloq"] = _to_number(path, df, "lloq", positive=True)
-    from rhlh.cytokines import parse_value
+    from rhlh.contract.lab import parse_value
 
     for row, v in df["concentration"].items():
         try:
@@ -370,8 +370,8 @@ def check_sample_match(counts_path, samples_path, count_samples, samples, on_mis
 
 def validate_cohort(config: dict, base=".", read_counts_fn=None) -> Cohort:
     """Check every input table and the cross-table rules; raise InputError on the first defect."""
-    from rhlh.counts import read_counts
-    from rhlh.cytokines import parse_cytokines
+    from rhlh.contract.counts import read_counts
+    from rhlh.contract.lab import parse_cytokines
 
     paths = resolve_inputs(config, base)
     visits = config["visits"]
@@ -386,7 +386,7 @@ def validate_cohort(config: dict, base=".", read_counts_fn=None) -> Cohort:
         Path(paths["patients"]).name,
     )
     responses = read_responses(paths["responses"], patients, paths["patients"])
-    from rhlh.clinical import check_clinical_consistency
+    from rhlh.contract.timeline import check_clinical_consistency
 
     check_clinical_consistency(
         patients, responses, {"patients": paths["patients"], "responses": paths["responses"]}
@@ -484,7 +484,7 @@ def clean_table(table: str, paths: dict, config: dict) -> pd.DataFrame:
     if table == "events":
         return read_events(paths["events"], patients, paths["patients"])
     if table == "cytokines":
-        from rhlh.cytokines import parse_cytokines
+        from rhlh.contract.lab import parse_cytokines
 
         raw = read_table(paths["cytokines"], required=["sample_id", "analyte", "value", "unit"])
         return parse_cytokines(

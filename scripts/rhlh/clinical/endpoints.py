@@ -1,0 +1,326 @@
+"""Trial endpoints: the primary endpoint (alive at HSCT or week 8), survival until HSCT, response
+rates by visit, time to response, reactivation, and the one-page endpoint table."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from rhlh.clinical.responders import primary_endpoint_status, visit_status
+from rhlh.contract.timeline import fmt_day, patient_days, response_rows
+from rhlh.survival import aalen_johansen, kaplan_meier, numbers_at_risk, proportion
+
+RESPONSE_VISITS = ("D7", "D14", "D21", "D28", "W8", "PRECOND1")
+POLICY_KEYS = ("dead", "hsct", "missing", "ne")
+DEFAULT_POLICY = {"dead": "failure", "hsct": "failure", "missing": "failure", "ne": "failure"}
+RATE_COLUMNS = [
+    "visit",
+    "outcome",
+    "x",
+    "n",
+    "estimate",
+    "ci_low",
+    "ci_high",
+    "n_patients",
+    "n_assessed",
+    "n_ne",
+    "n_dead",
+    "n_hsct",
+    "n_missing",
+    "n_not_due",
+    "n_excluded",
+]
+ENDPOINT_COLUMNS = ["endpoint", "estimate", "ci_low", "ci_high", "n", "note"]
+
+
+def primary_endpoint(
+    patients: pd.DataFrame, horizon: float = 56, missing: str = "failure", level: float = 0.95
+) -> dict:
+    """Proportion alive at HSCT or week 8 with exact CI; lost-to-follow-up as ``missing``
+    ('failure' or 'exclude'); dict x, n, estimate, ci_low, ci_high, n_lost."""
+    _check_policy_value(missing)
+    st = primary_endpoint_status(patients, horizon)
+    lost = st["success"].isna()
+    x = int(st["success"].eq(True).sum())
+    n = len(st) - (int(lost.sum()) if missing == "exclude" else 0)
+    out = proportion(x, n, level)
+    out["n_lost"] = int(lost.sum())
+    return out
+
+
+def survival_until_hsct(
+    patients: pd.DataFrame, horizon: float = 56, level: float = 0.95, risk_times=None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Kaplan-Meier of death censored at HSCT/last follow-up/horizon, and numbers at risk at
+    ``risk_times`` (default weekly); returns (km table, at-risk table time, n_at_risk)."""
+    st = primary_endpoint_status(patients, horizon)
+    km = kaplan_meier(st["time"], st["event"], level)
+    if risk_times is None:
+        risk_times = np.arange(0, horizon + 1, 7)
+    risk = pd.DataFrame(
+        {
+            "time": np.asarray(risk_times, dtype=float),
+            "n_at_risk": numbers_at_risk(st["time"], risk_times),
+        }
+    )
+    return km, risk
+
+
+# --- response rates ---------------------------------------------------------------------------
+
+
+def _check_policy_value(v):
+    if v not in ("failure", "exclude"):
+        raise ValueError(f"policy value must be 'failure' or 'exclude', got {v!r}")
+
+
+def response_rates(
+    patients: pd.DataFrame,
+    responses: pd.DataFrame,
+    visits=RESPONSE_VISITS,
+    policy: dict | None = None,
+    visit_days: dict | None = None,
+    level: float = 0.95,
+) -> pd.DataFrame:
+    """Rates of CR and of PR-or-better per visit with exact CIs (ITT); dead / hsct / missing /
+    NE patients count per ``policy`` ('failure' or 'exclude'); not-due patients are excluded."""
+    pol = dict(DEFAULT_POLICY)
+    pol.update(policy or {})
+    unknown = set(pol) - set(POLICY_KEYS)
+    if unknown:
+        raise ValueError(f"unknown policy keys: {sorted(unknown)}")
+    for v in pol.values():
+        _check_policy_value(v)
+    rows = []
+    for visit in visits:
+        st = visit_status(patients, responses, visit, visit_days)
+        counts = st["status"].value_counts()
+        excluded = st["status"].eq("not_due")
+        for key in POLICY_KEYS:
+            if pol[key] == "exclude":
+                excluded |= st["status"].eq(key)
+        n = int((~excluded).sum())
+        for outcome, wanted in (("CR", ("CR",)), ("PR_or_better", ("PR", "CR"))):
+            x = int(st["response"].isin(wanted).sum())
+            est = proportion(x, n, level)
+            rows.append(
+                (
+                    visit,
+                    outcome,
+                    x,
+                    n,
+                    est["estimate"],
+                    est["ci_low"],
+                    est["ci_high"],
+                    len(st),
+                    int(counts.get("assessed", 0)),
+                    int(counts.get("ne", 0)),
+                    int(counts.get("dead", 0)),
+                    int(counts.get("hsct", 0)),
+                    int(counts.get("missing", 0)),
+                    int(counts.get("not_due", 0)),
+                    int(excluded.sum()),
+                )
+            )
+    return pd.DataFrame(rows, columns=RATE_COLUMNS)
+
+
+# --- time to response and reactivation (competing risks) -------------------------------------
+
+
+def time_to_response(
+    patients: pd.DataFrame, responses: pd.DataFrame, level: str = "PR", competing=("death",)
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Delay to first PR-or-better (level 'PR') or CR, death competing (and HSCT if listed in
+    ``competing``, else censoring); returns (per-patient table, Aalen-Johansen table)."""
+    if level not in ("PR", "CR"):
+        raise ValueError("level must be 'PR' or 'CR'")
+    wanted = ["CR"] if level == "CR" else ["PR", "CR"]
+    p = patient_days(patients)
+    resp = response_rows(responses)
+    rows = []
+    for r in p.itertuples(index=False):
+        hits = resp[(resp["patient_id"] == r.patient_id) & resp["response"].isin(wanted)]
+        first = hits["day"].min() if len(hits) else np.nan
+        left = r.hsct_day
+        candidates = [("response", first, 1), ("death", r.death_day, 2)]
+        if "hsct" in competing:
+            candidates.append(("hsct", left, 3))
+        else:
+            candidates.append(("censored at HSCT", left, 0))
+        candidates.append(("censored", r.last_followup_day, 0))
+        # ties: a response assessed on a day counts before a death or HSCT that same day
+        order = {"response": 0, "death": 1, "hsct": 2, "censored at HSCT": 3, "censored": 4}
+        name, t, code = min(
+            ((n, t, c) for n, t, c in candidates if pd.notna(t)), key=lambda x: (x[1], order[x[0]])
+        )
+        rows.append((r.patient_id, float(t), code, name))
+    per = pd.DataFrame(rows, columns=["patient_id", "time", "status", "outcome"])
+    cif = aalen_johansen(per["time"], per["status"], cause=1)
+    return per, cif
+
+
+def reactivation(
+    patients: pd.DataFrame, responses: pd.DataFrame, competing=("death", "hsct")
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """HLH reactivation after the first PR/CR: per responder the days from first response to
+    reactivation (or competing event / censoring) and the Aalen-Johansen table on that scale."""
+    p = patient_days(patients)
+    resp = response_rows(responses)
+    rows = []
+    for r in p.itertuples(index=False):
+        hits = resp[(resp["patient_id"] == r.patient_id) & resp["response"].isin(["PR", "CR"])]
+        if hits.empty:
+            continue
+        t0 = float(hits["day"].min())
+        cands = [("reactivation", r.reactivation_day, 1)]
+        cands.append(("death", r.death_day, 2 if "death" in competing else 0))
+        cands.append(("hsct", r.hsct_day, 3 if "hsct" in competing else 0))
+        cands.append(("censored", r.last_followup_day, 0))
+        order = {"reactivation": 0, "death": 1, "hsct": 2, "censored": 3}
+        name, t, code = min(
+            ((n, t, c) for n, t, c in cands if pd.notna(t) and t >= t0),
+            key=lambda x: (x[1], order[x[0]]),
+        )
+        rows.append((r.patient_id, t0, r.reactivation_day, float(t) - t0, code, name))
+    per = pd.DataFrame(
+        rows,
+        columns=[
+            "patient_id",
+            "first_response_day",
+            "reactivation_day",
+            "time",
+            "status",
+            "outcome",
+        ],
+    )
+    if per.empty:
+        cif = aalen_johansen([], [], cause=1)
+    else:
+        cif = aalen_johansen(per["time"], per["status"], cause=1)
+    return per, cif
+
+
+# --- the one-page endpoint table --------------------------------------------------------------
+
+
+def endpoints_table(
+    primary: dict | None = None,
+    km: pd.DataFrame | None = None,
+    rates: pd.DataFrame | None = None,
+    ttr: dict | None = None,
+    react: tuple | None = None,
+    simon: pd.DataFrame | None = None,
+    safety: tuple | None = None,
+    horizon: float = 56,
+) -> pd.DataFrame:
+    """Collect every endpoint into rows endpoint, estimate, ci_low, ci_high, n, note;
+    ``safety`` is (patients with a grade >= 3 adverse event, patients)."""
+    from rhlh.survival import median_time, step_value
+
+    rows = []
+    if primary is not None:
+        rows.append(
+            (
+                "alive at HSCT or week 8 (primary)",
+                primary["estimate"],
+                primary["ci_low"],
+                primary["ci_high"],
+                primary["n"],
+                f"{primary['x']}/{primary['n']}, exact 95% CI; "
+                f"{primary.get('n_lost', 0)} lost to follow-up",
+            )
+        )
+    if km is not None:
+        s = step_value(km, "survival", horizon, 1.0)
+        lo = step_value(km, "ci_low", horizon, 1.0)
+        hi = step_value(km, "ci_high", horizon, 1.0)
+        rows.append(
+            (
+                f"KM survival until HSCT at day {fmt_day(horizon)}",
+                s,
+                lo,
+                hi,
+                int(km["n_at_risk"].iloc[0]) if len(km) else 0,
+                "death, censored at HSCT/last follow-up; log-log 95% CI",
+            )
+        )
+    if rates is not None:
+        for r in rates.itertuples(index=False):
+            label = "CR" if r.outcome == "CR" else "PR or better"
+            rows.append(
+                (
+                    f"{label} rate at {r.visit}",
+                    r.estimate,
+                    r.ci_low,
+                    r.ci_high,
+                    r.n,
+                    f"{r.x}/{r.n}; dead {r.n_dead}, HSCT {r.n_hsct}, missing "
+                    f"{r.n_missing}, NE {r.n_ne}, excluded {r.n_excluded}",
+                )
+            )
+    for name, cif in (ttr or {}).items():
+        med = median_time(cif, "cuminc")
+        at28 = step_value(cif, "cuminc", 28, 0.0)
+        n = int(cif["n_at_risk"].iloc[0]) if len(cif) else 0
+        rows.append(
+            (
+                f"cumulative incidence of first {name} by day 28",
+                at28,
+                np.nan,
+                np.nan,
+                n,
+                "Aalen-Johansen, death competing",
+            )
+        )
+        rows.append(
+            (
+                f"median days to first {name}",
+                med,
+                np.nan,
+                np.nan,
+                n,
+                "not reached" if np.isnan(med) else "first day cumulative incidence >= 0.5",
+            )
+        )
+    if react is not None:
+        per, cif = react
+        n_re = int((per["status"] == 1).sum()) if len(per) else 0
+        final = float(cif["cuminc"].iloc[-1]) if len(cif) else np.nan
+        rows.append(
+            (
+                "HLH reactivation after PR/CR (cumulative incidence, end of follow-up)",
+                final,
+                np.nan,
+                np.nan,
+                len(per),
+                f"{n_re} reactivations among {len(per)} responders; death and HSCT competing",
+            )
+        )
+    if simon is not None:
+        for r in simon.itertuples(index=False):
+            rows.append(
+                (
+                    f"Simon two-stage decision, {r.stage}",
+                    np.nan,
+                    np.nan,
+                    np.nan,
+                    r.n_observed,
+                    f"{r.successes} successes vs threshold > {r.threshold}"
+                    f" of {r.n_planned}: {r.decision}",
+                )
+            )
+    if safety is not None:
+        k, n = safety
+        est = proportion(k, n)
+        rows.append(
+            (
+                "patients with an adverse event of grade >= 3",
+                est["estimate"],
+                est["ci_low"],
+                est["ci_high"],
+                n,
+                f"{k}/{n}, exact 95% CI",
+            )
+        )
+    return pd.DataFrame(rows, columns=ENDPOINT_COLUMNS)

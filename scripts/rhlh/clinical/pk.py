@@ -1,0 +1,114 @@
+"""Pharmacokinetics of ruxolitinib: concentrations with their censoring, summaries by matrix
+and visit, CSF / plasma ratios."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from rhlh.contract.lab import parse_value
+from rhlh.contract.timeline import day_values
+
+
+def _parse_concentration(raw, lloq=np.nan, uloq=np.nan) -> tuple[float, str]:
+    """(value or censoring limit, censor flag '<' / '>' / '') of one PK reading."""
+    value, censor, bound = parse_value(raw)
+    if censor == "left":
+        # a bare "<LLOQ" / "OOR <" takes its limit from the row's lloq column
+        return (bound if not np.isnan(bound) else float(lloq)), "<"
+    if censor == "right":
+        return (bound if not np.isnan(bound) else float(uloq)), ">"
+    return float(value), ""
+
+
+def pk_values(pk: pd.DataFrame, substitution: str = "lloq/2") -> pd.DataFrame:
+    """PK readings with numeric value and censor flag; below-LLOQ readings become LLOQ, LLOQ/2,
+    0 or NaN per ``substitution``; columns patient_id, day, visit, matrix, raw, bound, censor,
+    value, unit."""
+    if substitution not in ("lloq", "lloq/2", "zero", "nan"):
+        raise ValueError("substitution must be one of lloq, lloq/2, zero, nan")
+    lloq = day_values(pk, "lloq")
+    rows = []
+    for (_idx, r), lq in zip(pk.iterrows(), lloq, strict=True):
+        bound, cens = _parse_concentration(r["concentration"], lq)
+        if cens == "<":
+            # the reading's own limit wins over the file's lloq column when both exist
+            lim = bound if pd.notna(bound) else lq
+            value = {"lloq": lim, "lloq/2": lim / 2, "zero": 0.0, "nan": np.nan}[substitution]
+        else:
+            value = bound
+        rows.append(
+            (
+                r["patient_id"],
+                float(r["day"]),
+                r["visit"],
+                r["matrix"],
+                str(r["concentration"]),
+                bound,
+                cens,
+                value,
+                r.get("unit", ""),
+            )
+        )
+    return pd.DataFrame(
+        rows,
+        columns=["patient_id", "day", "visit", "matrix", "raw", "bound", "censor", "value", "unit"],
+    )
+
+
+def pk_summary(values: pd.DataFrame, visits=None) -> pd.DataFrame:
+    """Per matrix and visit: n, n_below_lloq, median, q1, q3, min, max, geo_mean (values > 0)."""
+    rows = []
+    for (matrix, visit), g in values.groupby(["matrix", "visit"], sort=False):
+        v = g["value"].dropna()
+        pos = v[v > 0]
+        rows.append(
+            (
+                matrix,
+                visit,
+                len(g),
+                int((g["censor"] == "<").sum()),
+                v.median() if len(v) else np.nan,
+                v.quantile(0.25) if len(v) else np.nan,
+                v.quantile(0.75) if len(v) else np.nan,
+                v.min() if len(v) else np.nan,
+                v.max() if len(v) else np.nan,
+                float(np.exp(np.log(pos).mean())) if len(pos) else np.nan,
+            )
+        )
+    out = pd.DataFrame(
+        rows,
+        columns=[
+            "matrix",
+            "visit",
+            "n",
+            "n_below_lloq",
+            "median",
+            "q1",
+            "q3",
+            "min",
+            "max",
+            "geo_mean",
+        ],
+    )
+    order = list(visits) if visits is not None else sorted(out["visit"].unique())
+    out["_o"] = out["visit"].map({v: i for i, v in enumerate(order)}).fillna(len(order))
+    return out.sort_values(["matrix", "_o", "visit"]).drop(columns="_o").reset_index(drop=True)
+
+
+def csf_plasma_ratio(values: pd.DataFrame) -> pd.DataFrame:
+    """CSF/plasma ratio for paired draws (same patient and day); censored partners flagged and
+    the ratio left NaN when the plasma value is censored or zero."""
+    key = ["patient_id", "day", "visit"]
+    pl = values[values["matrix"] == "plasma"][[*key, "value", "censor"]]
+    cs = values[values["matrix"] == "csf"][[*key, "value", "censor"]]
+    m = pl.merge(cs, on=key, suffixes=("_plasma", "_csf"))
+    m = m.rename(columns={"value_plasma": "plasma", "value_csf": "csf"})
+    ok = (m["censor_plasma"] == "") & (m["plasma"] > 0)
+    m["ratio"] = np.where(ok, m["csf"] / m["plasma"].where(ok, np.nan), np.nan)
+    m["note"] = np.where(
+        ~ok,
+        "plasma censored or zero",
+        np.where(m["censor_csf"] == "<", "CSF below LLOQ (substituted)", ""),
+    )
+    return m[[*key, "plasma", "censor_plasma", "csf", "censor_csf", "ratio", "note"]]

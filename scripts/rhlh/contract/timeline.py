@@ -1,0 +1,198 @@
+"""Timeline of the clinical tables (patients, responses): day columns read as numbers, and
+the consistency check that validation runs on them (InputError with file, row, column)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from rhlh.errors import InputError
+
+RESPONSES = ("CR", "PR", "NR", "NE")
+PATIENT_DAY_COLUMNS = (
+    "last_followup_day",
+    "hsct_day",
+    "death_day",
+    "conditioning_day",
+    "reactivation_day",
+)
+
+
+# --- small helpers --------------------------------------------------------------------------
+
+
+def day_values(df: pd.DataFrame, col: str) -> pd.Series:
+    """A day column as float (NaN for empty; all NaN when the column is absent)."""
+    if col not in df.columns:
+        return pd.Series(np.nan, index=df.index, dtype=float)
+    return pd.to_numeric(df[col], errors="coerce").astype(float)
+
+
+def patient_days(patients: pd.DataFrame) -> pd.DataFrame:
+    """patient_id and every day column of patients.tsv as float."""
+    out = pd.DataFrame({"patient_id": patients["patient_id"].astype(str)}, index=patients.index)
+    for col in PATIENT_DAY_COLUMNS:
+        out[col] = day_values(patients, col)
+    return out
+
+
+def response_rows(responses: pd.DataFrame) -> pd.DataFrame:
+    """patient_id, visit, day (float) and response (upper case) of responses.tsv."""
+    out = pd.DataFrame(
+        {
+            "patient_id": responses["patient_id"].astype(str),
+            "visit": responses["visit"].astype(str),
+            "day": day_values(responses, "day"),
+            "response": responses["response"].astype(str).str.strip().str.upper(),
+        },
+        index=responses.index,
+    )
+    return out
+
+
+def fmt_day(x) -> str:
+    """A day as written in messages: 28, not 28.0."""
+    return str(int(x)) if pd.notna(x) and float(x).is_integer() else str(x)
+
+
+def min_day(*values) -> float:
+    """The earliest of the days given that are not missing (NaN if none)."""
+    vals = [v for v in values if pd.notna(v)]
+    return float(min(vals)) if vals else float("nan")
+
+
+# --- consistency ----------------------------------------------------------------------------
+
+
+def check_clinical_consistency(
+    patients: pd.DataFrame, responses: pd.DataFrame, file_names: dict
+) -> None:
+    """Raise InputError (file, row, column) on clinically impossible timelines; else None."""
+    pfile = file_names.get("patients", "patients.tsv")
+    rfile = file_names.get("responses", "responses.tsv")
+    p = patient_days(patients)
+    dup = p["patient_id"].duplicated()
+    if dup.any():
+        row = dup[dup].index[0]
+        raise InputError(
+            pfile,
+            "patient listed twice",
+            row=row,
+            column="patient_id",
+            value=p.at[row, "patient_id"],
+        )
+    for row, r in p.iterrows():
+
+        def fail(msg, col, _row=row, _r=r):
+            raise InputError(pfile, msg, row=_row, column=col, value=fmt_day(_r[col]))
+
+        if pd.isna(r["last_followup_day"]):
+            fail("last_followup_day is required", "last_followup_day")
+        for col, what in (
+            ("hsct_day", "HSCT"),
+            ("death_day", "death"),
+            ("conditioning_day", "conditioning"),
+            ("reactivation_day", "reactivation"),
+            ("last_followup_day", "last follow-up"),
+        ):
+            if pd.notna(r[col]) and r[col] < 0:
+                fail(f"{what} before D0 (first ruxolitinib dose)", col)
+        if pd.notna(r["death_day"]):
+            if pd.notna(r["hsct_day"]) and r["hsct_day"] > r["death_day"]:
+                fail(f"HSCT after death (death_day {fmt_day(r['death_day'])})", "hsct_day")
+            if pd.notna(r["conditioning_day"]) and r["conditioning_day"] > r["death_day"]:
+                fail(
+                    f"conditioning after death (death_day {fmt_day(r['death_day'])})",
+                    "conditioning_day",
+                )
+            if pd.notna(r["reactivation_day"]) and r["reactivation_day"] > r["death_day"]:
+                fail(
+                    f"reactivation after death (death_day {fmt_day(r['death_day'])})",
+                    "reactivation_day",
+                )
+            if r["last_followup_day"] > r["death_day"]:
+                fail(
+                    f"last follow-up after death (death_day {fmt_day(r['death_day'])})",
+                    "last_followup_day",
+                )
+        if (
+            pd.notna(r["conditioning_day"])
+            and pd.notna(r["hsct_day"])
+            and r["conditioning_day"] > r["hsct_day"]
+        ):
+            fail(
+                f"conditioning starts after HSCT (hsct_day {fmt_day(r['hsct_day'])})",
+                "conditioning_day",
+            )
+        for col in ("hsct_day", "conditioning_day", "reactivation_day"):
+            if pd.notna(r[col]) and r[col] > r["last_followup_day"]:
+                fail(f"{col} after the last follow-up day ({fmt_day(r['last_followup_day'])})", col)
+
+    resp = response_rows(responses)
+    known = p.set_index("patient_id")
+    bad = ~resp["response"].isin(RESPONSES)
+    if bad.any():
+        row = bad[bad].index[0]
+        raise InputError(
+            rfile,
+            "response must be one of CR, PR, NR, NE",
+            row=row,
+            column="response",
+            value=responses.at[row, "response"],
+        )
+    dup = resp.duplicated(["patient_id", "visit"])
+    if dup.any():
+        row = dup[dup].index[0]
+        raise InputError(
+            rfile,
+            "two assessments for the same patient and visit",
+            row=row,
+            column="visit",
+            value=resp.at[row, "visit"],
+        )
+    for row, r in resp.iterrows():
+        if r["patient_id"] not in known.index:
+            raise InputError(
+                rfile,
+                f"patient not in {pfile}",
+                row=row,
+                column="patient_id",
+                value=r["patient_id"],
+            )
+        k = known.loc[r["patient_id"]]
+        if pd.isna(r["day"]):
+            raise InputError(rfile, "day is required", row=row, column="day")
+        if r["day"] < 0:
+            raise InputError(
+                rfile, "response assessed before D0", row=row, column="day", value=fmt_day(r["day"])
+            )
+        if pd.notna(k["death_day"]) and r["day"] > k["death_day"]:
+            raise InputError(
+                rfile,
+                f"response assessed after death (death_day {fmt_day(k['death_day'])} in {pfile})",
+                row=row,
+                column="day",
+                value=fmt_day(r["day"]),
+            )
+        if r["day"] > k["last_followup_day"]:
+            raise InputError(
+                rfile,
+                f"response assessed after the last follow-up day "
+                f"({fmt_day(k['last_followup_day'])} in {pfile})",
+                row=row,
+                column="day",
+                value=fmt_day(r["day"]),
+            )
+    # a reactivation is defined only after a partial or complete response
+    for row, r in p.iterrows():
+        if pd.isna(r["reactivation_day"]):
+            continue
+        mine = resp[(resp["patient_id"] == r["patient_id"]) & resp["response"].isin(["PR", "CR"])]
+        if not (mine["day"] < r["reactivation_day"]).any():
+            raise InputError(
+                pfile,
+                f"HLH reactivation without an earlier PR or CR in {rfile}",
+                row=row,
+                column="reactivation_day",
+                value=fmt_day(r["reactivation_day"]),
+            )
