@@ -20,7 +20,6 @@ PACKAGES = [
     "numpy",
     "scipy",
     "statsmodels",
-    "lifelines",
     "seaborn",
     "matplotlib",
 ]

@@ -622,7 +622,6 @@ IMPORTS = (
     "statsmodels.api",
     "pydeseq2.dds",
     "scanpy",
-    "lifelines",
     "snakemake.script",
 )
 
