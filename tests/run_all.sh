@@ -16,8 +16,8 @@ if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt
         >/dev/null 2>&1 || echo "chromium could not be installed: the browser test will skip"
 fi
 echo "== ruff"
-ruff check scripts tests
-ruff format --check scripts tests
+ruff check scripts tests tools
+ruff format --check scripts tests tools
 echo "== snakefmt"
 snakefmt --check Snakefile workflow/rules/
 echo "== snakemake --lint"

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rhlh import benchmark as bm
+from rhlh_dev import benchmark as bm
 
 
 def test_measure_command_counts_cpu_and_memory(tmp_path):

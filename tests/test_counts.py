@@ -7,7 +7,7 @@ import pytest
 
 from rhlh.contract.counts import read_counts
 from rhlh.errors import InputError
-from rhlh.simulate import simulate_cohort, write_cohort
+from rhlh_dev.simulate import simulate_cohort, write_cohort
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from rhlh.io import file_stem, file_stems
-from rhlh.simulate import simulate_cohort, write_cohort
+from rhlh_dev.simulate import simulate_cohort, write_cohort
 
 from .conftest import REPO, files_under, run_workflow
 

@@ -4,7 +4,7 @@ import filecmp
 
 import numpy as np
 
-from rhlh.simulate import simulate_cohort, write_cohort
+from rhlh_dev.simulate import simulate_cohort, write_cohort
 
 from .conftest import EXAMPLE
 

@@ -4,7 +4,7 @@ import anndata as ad
 import pandas as pd
 import pytest
 
-from rhlh.simulate import simulate_cohort, write_cohort
+from rhlh_dev.simulate import simulate_cohort, write_cohort
 
 from .conftest import run_workflow
 

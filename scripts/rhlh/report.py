@@ -21,7 +21,6 @@ PACKAGES = [
     "numpy",
     "scipy",
     "statsmodels",
-    "lifelines",
     "seaborn",
     "matplotlib",
 ]

@@ -1,7 +1,7 @@
 """A seeded simulator of R-HLH-like cohorts: sheets, counts, cytokines, responses, PK, events.
 
 The embedded example cohort (``example/cohort``) is its output for the committed seed; tests
-and benchmarks reuse it with other sizes. Run ``python -m rhlh.simulate --help``.
+and benchmarks reuse it with other sizes. Run ``python -m rhlh_dev.simulate --help``.
 """
 
 from __future__ import annotations
@@ -59,6 +59,7 @@ AE_TERMS = [
     "ALT increased",
 ]
 VIRAL_TERMS = ["CMV reactivation", "EBV viraemia", "adenovirus infection", "HHV-6 reactivation"]
+# tools/rhlh_dev/simulate.py -> repository root -> the shipped gene sets
 GENESET_DIR = Path(__file__).resolve().parents[2] / "resources" / "genesets"
 IFN_SETS = (
     "HALLMARK_INTERFERON_GAMMA_RESPONSE",
@@ -432,7 +433,7 @@ def _write_h5ad_counts(cohort, path, single_cell, cells_per_sample, cell_types):
 
 def main(argv=None) -> None:
     """Command line: write a simulated cohort folder."""
-    ap = argparse.ArgumentParser(prog="python -m rhlh.simulate", description=__doc__)
+    ap = argparse.ArgumentParser(prog="python -m rhlh_dev.simulate", description=__doc__)
     ap.add_argument("--out", required=True, help="output cohort folder")
     ap.add_argument("--patients", type=int, default=20)
     ap.add_argument("--genes", type=int, default=3000)

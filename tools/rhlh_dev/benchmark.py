@@ -1,9 +1,9 @@
 """Benchmark of the workflow: wall time, CPU time and peak memory per stage and end to end.
 
-Simulates cohorts of growing size with ``rhlh.simulate``, runs ``snakemake`` stage by stage on
+Simulates cohorts of growing size with ``rhlh_dev.simulate``, runs ``snakemake`` stage by stage on
 a results folder of each, optionally times R DESeq2 on the same counts (``tools/
 bench_deseq2.R``) and the streaming pseudobulk of a large single-cell file, and writes a table
-(TSV + markdown), a targets table and figures. Run ``python -m rhlh.benchmark --help``; see
+(TSV + markdown), a targets table and figures. Run ``python -m rhlh_dev.benchmark --help``; see
 ``docs/benchmark.md``.
 """
 
@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[2]  # tools/rhlh_dev/benchmark.py -> repository root
 # Dependency order; a stage whose rule file is not wired (no TARGETS entry) is skipped.
 STAGES = ("inputs", "expression", "clinical", "de", "signatures", "cytokines", "response", "all")
 MIB = 1024.0 * 1024.0
@@ -256,7 +256,7 @@ def ensure_bulk_cohort(size: BulkSize, root: Path, seed: int, fmt: str, need_r: 
         if not need_r or meta.get("r_counts"):
             return folder, meta, None
     shutil.rmtree(folder, ignore_errors=True)
-    cmd = [sys.executable, "-m", "rhlh.simulate", "--out", folder, "--patients", size.patients]
+    cmd = [sys.executable, "-m", "rhlh_dev.simulate", "--out", folder, "--patients", size.patients]
     cmd += ["--genes", size.genes, "--seed", seed, "--format", fmt, "--truth"]
     m = measure_command(cmd, root / "logs" / f"simulate_{folder.name}.log", env=_lib_env())
     if m.rc != 0:
@@ -267,7 +267,7 @@ def ensure_bulk_cohort(size: BulkSize, root: Path, seed: int, fmt: str, need_r: 
         meta["r_counts"] = str(folder / "counts.tsv.gz")
     elif need_r:
         # R reads a plain matrix: write the same counts as a TSV outside the cohort's names
-        from rhlh.simulate import counts_frame, simulate_cohort
+        from rhlh_dev.simulate import counts_frame, simulate_cohort
 
         cohort = simulate_cohort(size.patients, size.genes, seed)
         path = folder / "bench_counts_for_r.tsv"
@@ -278,8 +278,10 @@ def ensure_bulk_cohort(size: BulkSize, root: Path, seed: int, fmt: str, need_r: 
 
 
 def _lib_env() -> dict:
+    """tool_env with this checkout's ``rhlh`` (scripts/) and ``rhlh_dev`` (tools/) importable."""
     env = tool_env()
-    env["PYTHONPATH"] = str(REPO / "scripts") + os.pathsep + env.get("PYTHONPATH", "")
+    paths = [str(REPO / "scripts"), str(REPO / "tools")]
+    env["PYTHONPATH"] = os.pathsep.join([*paths, env.get("PYTHONPATH", "")])
     return env
 
 
@@ -371,7 +373,7 @@ def write_sc_h5ad(
 def make_sc_cohort(size: CellSize, folder, seed: int) -> dict:
     """A cohort folder whose counts are a single-cell h5ad of ``size`` (sheets from simulate)."""
     from rhlh.io import write_tsv
-    from rhlh.simulate import simulate_cohort
+    from rhlh_dev.simulate import simulate_cohort
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -452,7 +454,7 @@ def run_bulk(label, size: BulkSize, args, root: Path) -> list[dict]:
         shutil.rmtree(base, ignore_errors=True)
         res, wd = base / "results", base / "workdir"
         tfile = base / "targets.json"
-        cmd = [sys.executable, "-m", "rhlh.benchmark", "list-targets", "--cohort", cohort]
+        cmd = [sys.executable, "-m", "rhlh_dev.benchmark", "list-targets", "--cohort", cohort]
         cmd += ["--results", res, "--workdir", wd, "--json", tfile]
         m = measure_command(cmd, base / "logs" / "parse.log", env=env)
         rows.append(_row(label, "bulk", meta, "parse", m, repeat=rep))
@@ -532,7 +534,7 @@ def run_sc(label, size: CellSize, args, root: Path) -> list[dict]:
         cmd = [
             sys.executable,
             "-m",
-            "rhlh.benchmark",
+            "rhlh_dev.benchmark",
             "make-sc",
             "--out",
             folder,
@@ -560,7 +562,7 @@ def run_sc(label, size: CellSize, args, root: Path) -> list[dict]:
         cmd = [
             sys.executable,
             "-m",
-            "rhlh.benchmark",
+            "rhlh_dev.benchmark",
             "pseudobulk",
             "--counts",
             folder / "counts.h5ad",
@@ -583,7 +585,7 @@ def run_sc(label, size: CellSize, args, root: Path) -> list[dict]:
             cmd = [
                 sys.executable,
                 "-m",
-                "rhlh.benchmark",
+                "rhlh_dev.benchmark",
                 "list-targets",
                 "--cohort",
                 folder,
@@ -620,7 +622,6 @@ IMPORTS = (
     "statsmodels.api",
     "pydeseq2.dds",
     "scanpy",
-    "lifelines",
     "snakemake.script",
 )
 
@@ -866,9 +867,9 @@ def run_benchmark(args) -> dict[str, pd.DataFrame]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The command line of ``python -m rhlh.benchmark``."""
+    """The command line of ``python -m rhlh_dev.benchmark``."""
     ap = argparse.ArgumentParser(
-        prog="python -m rhlh.benchmark",
+        prog="python -m rhlh_dev.benchmark",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -924,7 +925,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _sub_main(cmd: str, argv) -> None:
-    ap = argparse.ArgumentParser(prog=f"python -m rhlh.benchmark {cmd}")
+    ap = argparse.ArgumentParser(prog=f"python -m rhlh_dev.benchmark {cmd}")
     if cmd == "list-targets":
         ap.add_argument("--cohort", required=True)
         ap.add_argument("--results", required=True)
