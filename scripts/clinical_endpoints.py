@@ -28,17 +28,9 @@ write_tsv(status, sm.output.survival_patients)
 save_figure(clinical_figures.plot_km(km, risk, p.horizon), sm.output.km)
 log.info("primary: %d/%d alive at HSCT or day %s", primary["x"], primary["n"], p.horizon)
 
-# Simon two-stage design and the decisions it gives on this cohort (enrolment = file order)
-s = {
-    "p0": 0.5,
-    "p1": 0.8,
-    "alpha": 0.05,
-    "beta": 0.2,
-    "design": "optimal",
-    "nmax": 100,
-    "success": "alive_at_hsct",
-    **p.simon,
-}
+# Simon two-stage design and the decisions it gives on this cohort (enrolment = file order);
+# params.simon is the whole config section (its defaults come from the config schema)
+s = p.simon
 designs = simon_designs(s["p0"], s["p1"], s["alpha"], s["beta"], s["nmax"])
 write_tsv(pd.DataFrame([d.as_dict() for d in designs.values()]), sm.output.simon)
 design = designs[s["design"]]

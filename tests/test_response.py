@@ -446,18 +446,3 @@ def test_trajectory_rows_named_by_analyte_and_limited_to_analysed():
     t = R.trajectory_rows(models, "cytokine", long=long, responders=_responders())
     assert t["feature"].tolist() == ["CXCL9"]
     assert t["effect"].tolist() == [-0.5] and t["n_responders"].tolist() == [1]
-
-
-def test_workflow_inputs_follow_the_stages_present():
-    def res(p):
-        return f"out/{p}"
-
-    only = R.workflow_inputs(res, {"out/cytokines/values.tsv"})
-    assert only == {
-        "responders": "out/clinical/responders.tsv",
-        "cytokines": "out/cytokines/values.tsv",
-    }
-    de = R.workflow_inputs(res, {"out/de/lrt_time.tsv"})
-    assert de["expression"] == "out/inputs/validated/counts.h5ad"
-    both = R.workflow_inputs(res, {"out/de/lrt_time.tsv", "out/expression/normalized.h5ad"})
-    assert both["expression"] == "out/expression/normalized.h5ad"

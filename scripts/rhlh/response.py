@@ -887,25 +887,3 @@ def plot_effect_heatmap(table: pd.DataFrame, measures, k: int = 40, fdr: float =
     cb.set_label("AUC (>0.5: lower in responders)", fontsize=8)
     ax.set_title(f"Association with response (* FDR < {fdr:g}, . p < 0.05)", fontsize=9)
     return fig
-
-
-UPSTREAM = {
-    "scores": "signatures/scores.tsv",
-    "signature_models": "signatures/mixed_models.tsv",
-    "cytokines": "cytokines/values.tsv",
-    "cytokine_models": "cytokines/mixed_models.tsv",
-    "lrt_time": "de/lrt_time.tsv",
-    "lrt_time_by_response": "de/lrt_time_by_response.tsv",
-}
-
-
-def workflow_inputs(res, produced) -> dict:
-    """Named inputs of the association rule: responders, plus each upstream table some rule of
-    the workflow writes (``produced``: output paths); ``res`` maps a path under results."""
-    files = {"responders": res("clinical/responders.tsv")}
-    files.update({k: res(p) for k, p in UPSTREAM.items() if res(p) in produced})
-    if "lrt_time" in files or "lrt_time_by_response" in files:
-        vst = res("expression/normalized.h5ad")
-        # without the expression stage: log2-CPM of the validated raw counts
-        files["expression"] = vst if vst in produced else res("inputs/validated/counts.h5ad")
-    return files

@@ -236,8 +236,9 @@ def list_targets(cohort, results, workdir, cores: int = 1) -> dict:
             snakefile=REPO / "Snakefile",
             workdir=Path(workdir),
         )
-        # the loaded workflow's globals hold the TARGETS dict the rule files fill in
-        targets = wf._workflow.globals["TARGETS"]
+        # the loaded workflow's globals hold the TARGETS dict the rule files fill in;
+        # stage_targets() (common.smk) calls its function entries (targets needing another stage)
+        targets = wf._workflow.globals["stage_targets"]()
         return {stage: [str(f) for f in files] for stage, files in targets.items()}
 
 

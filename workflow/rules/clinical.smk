@@ -1,7 +1,7 @@
 # Stage clinical: responders, survival until HSCT, Simon decision, response rates,
 # time to response, reactivation, safety, PK and the one-page endpoint table.
 
-CLIN = config.get("clinical", {})
+CLIN = config["clinical"]
 CLIN_EVENTS = [res("inputs/validated/events.tsv")] if INPUTS["events"] else []
 
 
@@ -17,6 +17,8 @@ rule clinical_responders:
         ),
     log:
         logp("clinical_responders"),
+    benchmark:
+        bench("clinical_responders")
     conda:
         "../../envs/clinical.yaml"
     threads: 1
@@ -24,8 +26,8 @@ rule clinical_responders:
         mem_mb=1000,
         runtime=10,
     params:
-        definition=CLIN.get("responder_definition", "cr_pr_d28"),
-        horizon=CLIN.get("horizon_days", 56),
+        definition=CLIN["responder_definition"],
+        horizon=CLIN["horizon_days"],
     script:
         "../../scripts/clinical_responders.py"
 
@@ -73,6 +75,8 @@ rule clinical_endpoints:
         viral=res("clinical/viral_infections.tsv"),
     log:
         logp("clinical_endpoints"),
+    benchmark:
+        bench("clinical_endpoints")
     conda:
         "../../envs/clinical.yaml"
     threads: 1
@@ -80,14 +84,12 @@ rule clinical_endpoints:
         mem_mb=2000,
         runtime=10,
     params:
-        horizon=CLIN.get("horizon_days", 56),
-        visits=CLIN.get(
-            "response_visits", ["D7", "D14", "D21", "D28", "W8", "PRECOND1"]
-        ),
-        policy=CLIN.get("rate_policy", {}),
-        primary_missing=CLIN.get("primary_missing", "failure"),
-        hsct_competing=CLIN.get("hsct_competing", False),
-        simon=CLIN.get("simon", {}),
+        horizon=CLIN["horizon_days"],
+        visits=CLIN["response_visits"],
+        policy=CLIN["rate_policy"],
+        primary_missing=CLIN["primary_missing"],
+        hsct_competing=CLIN["hsct_competing"],
+        simon=CLIN["simon"],
     script:
         "../../scripts/clinical_endpoints.py"
 
@@ -115,6 +117,8 @@ rule clinical_pk:
         ),
     log:
         logp("clinical_pk"),
+    benchmark:
+        bench("clinical_pk")
     conda:
         "../../envs/clinical.yaml"
     threads: 1
@@ -122,7 +126,7 @@ rule clinical_pk:
         mem_mb=1000,
         runtime=10,
     params:
-        substitution=CLIN.get("pk_substitution", "lloq/2"),
+        substitution=CLIN["pk_substitution"],
         visits=config["visits"] + ["PRECOND8"],
     script:
         "../../scripts/clinical_pk.py"

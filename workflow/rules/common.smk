@@ -1,4 +1,5 @@
-# Shared by every stage file: config and input validation at parse time, paths, targets.
+# Shared by every stage file: config and input validation at parse time, paths, targets,
+# and produced(), the one way a rule asks whether another stage is part of the workflow.
 import sys
 from pathlib import Path
 
@@ -15,13 +16,15 @@ from rhlh.workflow_support import (
     has_cell_types,
 )  # noqa: E402
 
-validate(config, BASE / "workflow/schemas/config.schema.yaml")
+# the schema holds every default (config/config.yaml shows the same values): keys a config
+# leaves out are filled in here, so the rule files read config[...] without fallbacks
+validate(config, BASE / "workflow/schemas/config.schema.yaml", set_default=True)
 
 RESULTS = config["results"].rstrip("/")
 # shipped gene sets are found relative to the workflow, a user's relative to the working dir
 config["genesets"] = [
     g if Path(g).is_absolute() or Path(g).exists() else str(BASE / g)
-    for g in config.get("genesets", [])
+    for g in config["genesets"]
 ]
 # Validation runs once per change of inputs/config/code, before any job, in the main process;
 # a defect stops the run with one message and writes nothing but the validation log.
@@ -35,7 +38,9 @@ TABLES = [
     if INPUTS[t]
 ]
 
-# Each stage file adds its final outputs here, as TARGETS["stage"] = [...]
+# Each stage file adds its final outputs here, as TARGETS["stage"] = [...]; an entry may be a
+# function without arguments that returns a list of paths, called once every rule file is read
+# (for a target that depends on another stage, see produced())
 TARGETS = {}
 
 
@@ -49,8 +54,28 @@ def logp(rule_name, name="log.txt"):
     return f"{RESULTS}/logs/{rule_name}/{name}"
 
 
+def bench(rule_name, name="bench.tsv"):
+    """The benchmark file of a job (time, memory), <results>/logs/benchmarks/<rule>/<name>."""
+    return f"{RESULTS}/logs/benchmarks/{rule_name}/{name}"
+
+
+def produced(*paths):
+    """The paths among these that some rule of this workflow writes; call it lazily (inside an
+    input function or target function, after every include)."""
+    return [p for p in paths if any(r.is_producer(p) for r in workflow.rules)]
+
+
+def stage_targets():
+    """TARGETS with its function entries called: {stage: [paths]} (after every include)."""
+    return {
+        stage: [p for f in files for p in (f() if callable(f) else [f])]
+        for stage, files in TARGETS.items()
+    }
+
+
 def all_targets(wildcards):
-    return [f for files in TARGETS.values() for f in files]
+    """Every stage's final outputs (the input of the default target, all)."""
+    return [p for files in stage_targets().values() for p in files]
 
 
 wildcard_constraints:

@@ -1,7 +1,7 @@
 # Stage: cytokines. Censoring and plate handling, change from baseline, mixed models by
 # response, repeated-measures correlation with the signature scores, figures.
 
-CYTO = config.get("cytokines", {})
+CYTO = config["cytokines"]
 
 
 rule cytokines_values:
@@ -22,6 +22,8 @@ rule cytokines_values:
         plates=res("cytokines/plates.tsv"),
     log:
         logp("cytokines_values"),
+    benchmark:
+        bench("cytokines_values")
     conda:
         "../../envs/cytokines.yaml"
     threads: 1
@@ -30,9 +32,9 @@ rule cytokines_values:
         runtime=10,
     params:
         visits=config["visits"],
-        substitution=CYTO.get("substitution", "lloq/sqrt2"),
-        uninformative=CYTO.get("uninformative_fraction", 0.5),
-        plate_adjustment=CYTO.get("plate_adjustment", "none"),
+        substitution=CYTO["substitution"],
+        uninformative=CYTO["uninformative_fraction"],
+        plate_adjustment=CYTO["plate_adjustment"],
     script:
         "../../scripts/cytokines_values.py"
 
@@ -51,6 +53,8 @@ rule cytokines_models:
         tobit=res("cytokines/tobit_means.tsv"),
     log:
         logp("cytokines_models"),
+    benchmark:
+        bench("cytokines_models")
     conda:
         "../../envs/cytokines.yaml"
     threads: 1
@@ -61,10 +65,10 @@ rule cytokines_models:
         visits=config["visits"],
         baseline=config["baseline_visit"],
         seed=config["seed"],
-        n_boot=CYTO.get("n_boot", 200),
-        min_patients=CYTO.get("min_patients", 3),
-        interaction_test=CYTO.get("interaction_test", "wald_f"),
-        skip_uninformative=CYTO.get("skip_uninformative", True),
+        n_boot=CYTO["n_boot"],
+        min_patients=CYTO["min_patients"],
+        interaction_test=CYTO["interaction_test"],
+        skip_uninformative=CYTO["skip_uninformative"],
     script:
         "../../scripts/cytokines_models.py"
 
@@ -81,6 +85,8 @@ rule cytokines_rmcorr:
         ),
     log:
         logp("cytokines_rmcorr"),
+    benchmark:
+        bench("cytokines_rmcorr")
     conda:
         "../../envs/cytokines.yaml"
     threads: 1
@@ -88,8 +94,8 @@ rule cytokines_rmcorr:
         mem_mb=2000,
         runtime=10,
     params:
-        methods=CYTO.get("rmcorr_methods", ["ulm"]),
-        min_patients=CYTO.get("min_patients", 3),
+        methods=CYTO["rmcorr_methods"],
+        min_patients=CYTO["min_patients"],
     script:
         "../../scripts/cytokines_rmcorr.py"
 
@@ -118,6 +124,8 @@ rule cytokines_figures:
         ),
     log:
         logp("cytokines_figures"),
+    benchmark:
+        bench("cytokines_figures")
     conda:
         "../../envs/cytokines.yaml"
     threads: 1
@@ -131,10 +139,6 @@ rule cytokines_figures:
         "../../scripts/cytokines_figures.py"
 
 
-# the rmcorr table needs the signature scores: only a target when the Snakefile includes the
-# signatures stage (read from the Snakefile, so the order of include lines does not matter)
-CYTO_WITH_SIGNATURES = "rules/signatures.smk" in (BASE / "Snakefile").read_text()
-
 TARGETS["cytokines"] = [
     res("cytokines/values.tsv"),
     res("cytokines/censoring.tsv"),
@@ -145,4 +149,10 @@ TARGETS["cytokines"] = [
     res("cytokines/figures/spaghetti"),
     res("cytokines/figures/group_means.png"),
     res("cytokines/figures/change_heatmap.png"),
-] + ([res("cytokines/cytokine_signature_rmcorr.tsv")] if CYTO_WITH_SIGNATURES else [])
+    # the rmcorr table needs the signature scores: a target only when some rule writes them
+    lambda: (
+        [res("cytokines/cytokine_signature_rmcorr.tsv")]
+        if produced(res("signatures/scores.tsv"))
+        else []
+    ),
+]

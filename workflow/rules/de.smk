@@ -1,16 +1,15 @@
 # Stage de: differential expression over visits with pydeseq2 (Wald test of each visit vs
 # baseline, paired by patient), DESeq2-style likelihood-ratio tests (any change over time;
 # responder-specific trajectory), single-count outlier handling, volcano/MA/heatmap figures.
-from rhlh.design import DEFAULT_DE_DESIGNS as _DE_DEFAULT
 from rhlh.design import parse_design_specs as _de_parse_specs
 from rhlh.design import workflow_table_keys as _de_table_keys
 
-DE = config.get("de", {})
+DE = config["de"]
 DE_BASELINE = config["baseline_visit"]
 DE_VISITS = [v for v in config["visits"] if v != DE_BASELINE]
-DE_DESIGNS = DE.get("designs", _DE_DEFAULT)
+DE_DESIGNS = DE["designs"]
 DE_SPECS = _de_parse_specs(DE_DESIGNS, source="config (de.designs)")
-DE_FIGURE_DESIGN = DE.get("figure_design", "visit")
+DE_FIGURE_DESIGN = DE["figure_design"]
 # output tables, known from the config alone: <design>/<contrast> and lrt_<test>
 DE_KEYS = _de_table_keys(DE_SPECS, config["visits"], DE_BASELINE)
 DE_FIG_VISITS = [
@@ -21,13 +20,13 @@ DE_FIT_PARAMS = dict(
     table_keys=DE_KEYS,
     visits=config["visits"],
     baseline=DE_BASELINE,
-    alpha=DE.get("alpha", 0.05),
-    min_patients_per_visit=DE.get("min_patients_per_visit", 3),
-    min_total_count=DE.get("min_total_count", 10),
-    shrink=DE.get("shrink", True),
-    outlier_handling=DE.get("outlier_handling", True),
-    outlier_score=DE.get("outlier_score", 10.0),
-    exclude_samples=config.get("expression", {}).get("exclude_samples", []),
+    alpha=DE["alpha"],
+    min_patients_per_visit=DE["min_patients_per_visit"],
+    min_total_count=DE["min_total_count"],
+    shrink=DE["shrink"],
+    outlier_handling=DE["outlier_handling"],
+    outlier_score=DE["outlier_score"],
+    exclude_samples=config["expression"]["exclude_samples"],
 )
 
 
@@ -35,7 +34,7 @@ rule de_fit:
     input:
         counts=res("inputs/validated/counts.h5ad"),
         responders=res("clinical/responders.tsv"),
-        gmt=config.get("genesets", []),
+        gmt=config["genesets"],
     output:
         tables=[
             (
@@ -57,6 +56,8 @@ rule de_fit:
         dropped=res("de/dropped_samples.tsv"),
     log:
         logp("de_fit"),
+    benchmark:
+        bench("de_fit")
     conda:
         "../../envs/de.yaml"
     threads: 2
@@ -101,6 +102,8 @@ rule de_figures:
         ),
     log:
         logp("de_figures"),
+    benchmark:
+        bench("de_figures")
     conda:
         "../../envs/de.yaml"
     threads: 1
@@ -110,9 +113,9 @@ rule de_figures:
     params:
         visits=DE_FIG_VISITS,
         baseline=DE_BASELINE,
-        alpha=DE.get("alpha", 0.05),
-        label_top=DE.get("label_top", 10),
-        heatmap_max_genes=DE.get("heatmap_max_genes", 60),
+        alpha=DE["alpha"],
+        label_top=DE["label_top"],
+        heatmap_max_genes=DE["heatmap_max_genes"],
     script:
         "../../scripts/de_figures.py"
 
@@ -131,13 +134,15 @@ use rule de_fit as de_fit_cell_type with:
     input:
         counts=res("inputs/validated/counts_by_cell_type.h5ad"),
         responders=res("clinical/responders.tsv"),
-        gmt=config.get("genesets", []),
+        gmt=config["genesets"],
     output:
         tables=[res(f"de/{{cell_type}}/{k}.tsv") for k in DE_KEYS],
         outliers=res("de/{cell_type}/outlier_counts.tsv"),
         dropped=res("de/{cell_type}/dropped_samples.tsv"),
     log:
         logp("de_fit_cell_type", "{cell_type}.log"),
+    benchmark:
+        bench("de_fit_cell_type", "{cell_type}.tsv")
     params:
         **DE_FIT_PARAMS,
         cell_type=lambda wc: CELL_TYPES[wc.cell_type],

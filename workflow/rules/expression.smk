@@ -1,7 +1,7 @@
 # Stage expression: gene filter, DESeq2 size factors, VST and log-CPM (normalize), then
 # sample QC: library sizes, PCA, sample distances, outlier flags, batch variance (qc).
 
-EXPR = config.get("expression", {})
+EXPR = config["expression"]
 EXPR_FIGURES = [
     "library_sizes",
     "pca_visit",
@@ -30,6 +30,8 @@ rule expression_normalize:
         ),
     log:
         logp("expression_normalize"),
+    benchmark:
+        bench("expression_normalize")
     conda:
         "../../envs/expression.yaml"
     threads: 2
@@ -37,12 +39,12 @@ rule expression_normalize:
         mem_mb=lambda wc, attempt: 4000 * attempt,
         runtime=60,
     params:
-        min_count=EXPR.get("min_count", 10),
-        min_samples=EXPR.get("min_samples", 3),
-        size_factors=EXPR.get("size_factors", "ratio"),
-        pseudobulk_size_factors=EXPR.get("pseudobulk_size_factors", "poscounts"),
-        vst_fit_type=EXPR.get("vst_fit_type", "parametric"),
-        exclude_samples=EXPR.get("exclude_samples", []),
+        min_count=EXPR["min_count"],
+        min_samples=EXPR["min_samples"],
+        size_factors=EXPR["size_factors"],
+        pseudobulk_size_factors=EXPR["pseudobulk_size_factors"],
+        vst_fit_type=EXPR["vst_fit_type"],
+        exclude_samples=EXPR["exclude_samples"],
     script:
         "../../scripts/expression_normalize.py"
 
@@ -51,13 +53,8 @@ rule expression_qc:
     input:
         normalized=res("expression/normalized.h5ad"),
         counts=res("inputs/validated/counts.h5ad"),
-        # responder colours only when the clinical stage is part of the workflow (checked
-        # lazily, after every include)
-        responders=lambda wc: [
-            p
-            for p in [res("clinical/responders.tsv")]
-            if any(r.is_producer(p) for r in workflow.rules)
-        ],
+        # responder colours only when the clinical stage is part of the workflow
+        responders=lambda wc: produced(res("clinical/responders.tsv")),
     output:
         qc=report(
             res("expression/qc.tsv"),
@@ -80,6 +77,8 @@ rule expression_qc:
         ],
     log:
         logp("expression_qc"),
+    benchmark:
+        bench("expression_qc")
     conda:
         "../../envs/expression.yaml"
     threads: 1
@@ -88,14 +87,14 @@ rule expression_qc:
         runtime=30,
     params:
         visits=config["visits"],
-        exclude_samples=EXPR.get("exclude_samples", []),
-        pca_top_genes=EXPR.get("pca_top_genes", 500),
-        variance_pcs=EXPR.get("variance_pcs", 10),
-        outlier_top_genes=EXPR.get("outlier_top_genes", 1000),
-        outlier_neighbors=EXPR.get("outlier_neighbors", 3),
-        outlier_z=EXPR.get("outlier_z", 5.0),
-        libsize_mads=EXPR.get("libsize_mads", 3.0),
-        min_library_size=EXPR.get("min_library_size", 0),
+        exclude_samples=EXPR["exclude_samples"],
+        pca_top_genes=EXPR["pca_top_genes"],
+        variance_pcs=EXPR["variance_pcs"],
+        outlier_top_genes=EXPR["outlier_top_genes"],
+        outlier_neighbors=EXPR["outlier_neighbors"],
+        outlier_z=EXPR["outlier_z"],
+        libsize_mads=EXPR["libsize_mads"],
+        min_library_size=EXPR["min_library_size"],
         figures=EXPR_FIGURES,
     script:
         "../../scripts/expression_qc.py"

@@ -12,6 +12,8 @@ rule validated_table:
         res("inputs/validated/{table}.tsv"),
     log:
         logp("validated_table", "{table}.log"),
+    benchmark:
+        bench("validated_table", "{table}.tsv")
     conda:
         "../../envs/rhlh.yaml"
     threads: 1
@@ -22,9 +24,7 @@ rule validated_table:
         config={
             "visits": config["visits"],
             "baseline_visit": config["baseline_visit"],
-            "cytokines": {
-                "duplicates": config.get("cytokines", {}).get("duplicates", "mean")
-            },
+            "cytokines": {"duplicates": config["cytokines"]["duplicates"]},
         },
         inputs=INPUTS,
     script:
@@ -45,6 +45,8 @@ rule ingest_counts:
         ),
     log:
         logp("ingest_counts"),
+    benchmark:
+        bench("ingest_counts")
     conda:
         "../../envs/rhlh.yaml"
     threads: 1
@@ -52,7 +54,7 @@ rule ingest_counts:
         mem_mb=lambda wc, attempt: 4000 * attempt,
         runtime=60,
     params:
-        sample_mismatch=config.get("sample_mismatch", "fail"),
+        sample_mismatch=config["sample_mismatch"],
     script:
         "../../scripts/inputs_ingest_counts.py"
 
@@ -65,6 +67,8 @@ rule input_summary:
         res("inputs/summary.tsv"),
     log:
         logp("input_summary"),
+    benchmark:
+        bench("input_summary")
     conda:
         "../../envs/rhlh.yaml"
     threads: 1

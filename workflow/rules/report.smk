@@ -24,6 +24,8 @@ rule report_summary:
         ),
     log:
         logp("report_summary"),
+    benchmark:
+        bench("report_summary")
     conda:
         "../../envs/rhlh.yaml"
     threads: 1
@@ -33,7 +35,7 @@ rule report_summary:
     params:
         visits=config["visits"],
         baseline=config["baseline_visit"],
-        method=config.get("signatures", {}).get("plot_method", "ulm"),
+        method=config["signatures"]["plot_method"],
     script:
         "../../scripts/report_summary.py"
 
@@ -47,6 +49,8 @@ rule report_methods:
         ),
     log:
         logp("report_methods"),
+    benchmark:
+        bench("report_methods")
     conda:
         "../../envs/rhlh.yaml"
     threads: 1

@@ -1,19 +1,37 @@
 # Stage: association of signatures, cytokines and LRT top genes with clinical response
 # (baseline, early change, AUC to D28, trajectory), figures.
 
-import rhlh.response as _resp_lib
-
-RESP = config.get("response", {})
+RESP = config["response"]
+# upstream tables of the associations by input name: each is an input when some rule of the
+# workflow writes it; with an LRT table, so is the expression its genes are read from (the
+# normalized matrix, else log2-CPM of the validated raw counts)
+RESP_UPSTREAM = {
+    "scores": res("signatures/scores.tsv"),
+    "signature_models": res("signatures/mixed_models.tsv"),
+    "cytokines": res("cytokines/values.tsv"),
+    "cytokine_models": res("cytokines/mixed_models.tsv"),
+    "lrt_time": res("de/lrt_time.tsv"),
+    "lrt_time_by_response": res("de/lrt_time_by_response.tsv"),
+}
+RESP_LRT = [RESP_UPSTREAM["lrt_time"], RESP_UPSTREAM["lrt_time_by_response"]]
+RESP_EXPRESSION = [
+    res("expression/normalized.h5ad"),
+    res("inputs/validated/counts.h5ad"),
+]
 
 
 rule response_associations:
     input:
-        # upstream tables of the stages present in this workflow (looked up after every
-        # include, so the order of include lines does not matter)
         unpack(
-            lambda wc: _resp_lib.workflow_inputs(
-                res, {str(o) for r in workflow.rules for o in r.output}
-            )
+            lambda wc: {
+                "responders": res("clinical/responders.tsv"),
+                **{k: p for k, p in RESP_UPSTREAM.items() if produced(p)},
+                **(
+                    {"expression": produced(*RESP_EXPRESSION)[0]}
+                    if produced(*RESP_LRT)
+                    else {}
+                ),
+            }
         ),
     output:
         table=report(
@@ -25,6 +43,8 @@ rule response_associations:
         values=res("response/feature_values.tsv"),
     log:
         logp("response_associations"),
+    benchmark:
+        bench("response_associations")
     conda:
         "../../envs/response.yaml"
     threads: 1
@@ -35,16 +55,16 @@ rule response_associations:
         visits=config["visits"],
         baseline=config["baseline_visit"],
         seed=config["seed"],
-        score_method=RESP.get("score_method", "ulm"),
-        early_visits=RESP.get("early_visits", ["D7", "D14"]),
-        auc_end=RESP.get("auc_end", "D28"),
-        auc_of=RESP.get("auc_of", "change"),
-        n_top_genes=RESP.get("n_top_genes", 25),
-        expression_layer=RESP.get("expression_layer", "vst"),
-        skip_uninformative=RESP.get("skip_uninformative_cytokines", True),
-        n_boot=RESP.get("n_boot", 2000),
-        n_perm=RESP.get("n_perm", 9999),
-        min_per_group=RESP.get("min_per_group", 3),
+        score_method=RESP["score_method"],
+        early_visits=RESP["early_visits"],
+        auc_end=RESP["auc_end"],
+        auc_of=RESP["auc_of"],
+        n_top_genes=RESP["n_top_genes"],
+        expression_layer=RESP["expression_layer"],
+        skip_uninformative=RESP["skip_uninformative_cytokines"],
+        n_boot=RESP["n_boot"],
+        n_perm=RESP["n_perm"],
+        min_per_group=RESP["min_per_group"],
     script:
         "../../scripts/response_associations.py"
 
@@ -72,6 +92,8 @@ rule response_figures:
         ),
     log:
         logp("response_figures"),
+    benchmark:
+        bench("response_figures")
     conda:
         "../../envs/response.yaml"
     threads: 1
@@ -80,12 +102,12 @@ rule response_figures:
         runtime=20,
     params:
         baseline=config["baseline_visit"],
-        early_visits=RESP.get("early_visits", ["D7", "D14"]),
-        auc_end=RESP.get("auc_end", "D28"),
-        forest_top=RESP.get("forest_top", 20),
-        early_top=RESP.get("early_top", 6),
-        heatmap_top=RESP.get("heatmap_top", 40),
-        fdr=RESP.get("fdr", 0.05),
+        early_visits=RESP["early_visits"],
+        auc_end=RESP["auc_end"],
+        forest_top=RESP["forest_top"],
+        early_top=RESP["early_top"],
+        heatmap_top=RESP["heatmap_top"],
+        fdr=RESP["fdr"],
     script:
         "../../scripts/response_figures.py"
 

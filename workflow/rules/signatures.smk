@@ -1,14 +1,14 @@
 # Stage: JAK-STAT / IFN-gamma gene-set signatures. Per-sample scores, longitudinal mixed
 # models by response, competitive gene-set tests on the DE results, figures.
 
-SIG = config.get("signatures", {})
-SIG_GMT = [str(BASE / p) for p in config.get("genesets", [])]
+SIG = config["signatures"]
+SIG_GMT = [str(BASE / p) for p in config["genesets"]]
 SIG_BASELINE = config["baseline_visit"]
 SIG_DE_VISITS = [v for v in config["visits"] if v != SIG_BASELINE]
 
 
-# DE tables (Wald visit contrasts, LRTs) that enrichment reads when some rule writes them;
-# checked lazily, so the order of the include lines does not matter
+# DE tables (Wald visit contrasts, LRTs) that enrichment reads when some rule writes them
+# (produced(), in the input function)
 SIG_DE = {
     "visit": [res(f"de/visit/{v}_vs_{SIG_BASELINE}.tsv") for v in SIG_DE_VISITS],
     "lrt": [res("de/lrt_time.tsv"), res("de/lrt_time_by_response.tsv")],
@@ -30,6 +30,8 @@ rule signatures_score:
         methods=res("signatures/methods.tsv"),
     log:
         logp("signatures_score"),
+    benchmark:
+        bench("signatures_score")
     conda:
         "../../envs/signatures.yaml"
     threads: 1
@@ -37,14 +39,12 @@ rule signatures_score:
         mem_mb=lambda wc, attempt: 4000 * attempt,
         runtime=20,
     params:
-        methods=SIG.get(
-            "methods", ["ulm", "singscore", "aucell", "mean_logcpm", "mean_z_cohort"]
-        ),
-        min_genes=SIG.get("min_genes", 5),
-        short_max=SIG.get("short_max", 50),
-        aucell_top=SIG.get("aucell_top", 0.05),
-        gmt_labels=config.get("genesets", []),
-        exclude_samples=config.get("expression", {}).get("exclude_samples", []),
+        methods=SIG["methods"],
+        min_genes=SIG["min_genes"],
+        short_max=SIG["short_max"],
+        aucell_top=SIG["aucell_top"],
+        gmt_labels=config["genesets"],
+        exclude_samples=config["expression"]["exclude_samples"],
     script:
         "../../scripts/signatures_score.py"
 
@@ -63,6 +63,8 @@ rule signatures_models:
         mean_change=res("signatures/mean_change.tsv"),
     log:
         logp("signatures_models"),
+    benchmark:
+        bench("signatures_models")
     conda:
         "../../envs/signatures.yaml"
     threads: 1
@@ -70,25 +72,20 @@ rule signatures_models:
         mem_mb=2000,
         runtime=120,
     params:
-        methods=SIG.get("model_methods", ["ulm"]),
+        methods=SIG["model_methods"],
         visits=config["visits"],
         baseline=SIG_BASELINE,
         seed=config["seed"],
-        n_boot=SIG.get("n_boot", 100),
-        min_patients=SIG.get("min_patients", 3),
-        interaction_test=SIG.get("interaction_test", "wald_f"),
+        n_boot=SIG["n_boot"],
+        min_patients=SIG["min_patients"],
+        interaction_test=SIG["interaction_test"],
     script:
         "../../scripts/signatures_models.py"
 
 
 rule signatures_enrichment:
     input:
-        unpack(
-            lambda wc: {
-                k: [p for p in v if any(r.is_producer(p) for r in workflow.rules)]
-                for k, v in SIG_DE.items()
-            }
-        ),
+        unpack(lambda wc: {k: produced(*v) for k, v in SIG_DE.items()}),
         gmt=SIG_GMT,
     output:
         report(
@@ -98,6 +95,8 @@ rule signatures_enrichment:
         ),
     log:
         logp("signatures_enrichment"),
+    benchmark:
+        bench("signatures_enrichment")
     conda:
         "../../envs/signatures.yaml"
     threads: 1
@@ -105,9 +104,9 @@ rule signatures_enrichment:
         mem_mb=2000,
         runtime=30,
     params:
-        methods=SIG.get("enrichment_methods", ["ulm", "gsea"]),
-        n_perm=SIG.get("n_perm", 1000),
-        min_genes=SIG.get("min_genes", 5),
+        methods=SIG["enrichment_methods"],
+        n_perm=SIG["n_perm"],
+        min_genes=SIG["min_genes"],
         seed=config["seed"],
     script:
         "../../scripts/signatures_enrichment.py"
@@ -133,6 +132,8 @@ rule signatures_figures:
         ),
     log:
         logp("signatures_figures"),
+    benchmark:
+        bench("signatures_figures")
     conda:
         "../../envs/signatures.yaml"
     threads: 1
@@ -140,7 +141,7 @@ rule signatures_figures:
         mem_mb=2000,
         runtime=20,
     params:
-        method=SIG.get("plot_method", "ulm"),
+        method=SIG["plot_method"],
         visits=config["visits"],
         baseline=SIG_BASELINE,
     script:
