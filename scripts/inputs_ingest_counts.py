@@ -1,4 +1,5 @@
-"""Rule ingest_counts: raw counts (matrix, featureCounts or h5ad) to one samples x genes AnnData."""
+"""Rule ingest_counts: raw counts (matrix, featureCounts, quantifications or h5ad) to one
+samples x genes AnnData with gene names."""
 
 from rhlh.contract.counts import build_count_objects, read_counts
 from rhlh.io import write_h5ad
@@ -15,7 +16,9 @@ def progress(done, total):
     log.info("summed %d / %d observations", done, total)
 
 
-raw = read_counts(sm.input.counts, progress=progress)
+raw = read_counts(
+    sm.params.path, progress=progress, sample_ids=list(samples["sample_id"]), **sm.params.counts
+)
 log.info(
     "read %s counts: %d profiles x %d genes",
     raw["format"],

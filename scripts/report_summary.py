@@ -10,11 +10,13 @@ sm = snakemake  # noqa: F821
 log = setup_logging(sm)
 responders = tables.read_responders(sm.input.responders)
 resp = responders.assign(responder=responders["responder"].eq(True))
-scores = tables.read_scores(sm.input.scores)
-scores = scores[scores["method"] == sm.params.method].merge(
-    resp[["patient_id", "responder"]], on="patient_id", how="left"
-)
-sig_change = change_from_baseline(scores, "score", "signature", baseline=sm.params.baseline)
+scores = sig_change = None  # no signature stage in this run (no gene set matched the counts)
+if "scores" in sm.input.keys():
+    scores = tables.read_scores(sm.input.scores)
+    scores = scores[scores["method"] == sm.params.method].merge(
+        resp[["patient_id", "responder"]], on="patient_id", how="left"
+    )
+    sig_change = change_from_baseline(scores, "score", "signature", baseline=sm.params.baseline)
 cyto = tables.read_cytokine_change(sm.input.cytokines).rename(columns={"log10_change": "change"})
 cyto = cyto.drop(columns=["responder"]).merge(resp[["patient_id", "responder"]], on="patient_id")
 assoc = tables.read_associations(sm.input.associations)

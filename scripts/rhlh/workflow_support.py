@@ -56,20 +56,35 @@ def cell_types(counts_path) -> dict[str, str]:
     return {stem: name for name, stem in file_stems(values).items()}
 
 
-def check_genesets(config: dict, base: Path, gene_symbols) -> None:
-    """Each GMT must parse and share at least one gene with the data."""
+SIGNATURES_OFF = "signatures_off.txt"
+
+
+def check_genesets(config: dict, base: Path, gene_symbols) -> str | None:
+    """Each GMT must parse (else InputError); returns why the signature stage cannot run
+    (a GMT that shares no gene with the data), or None."""
     from rhlh.contract.genesets import read_gmt
 
-    symbols = set(gene_symbols)
+    symbols = {str(s).upper() for s in gene_symbols}
     for gmt in config.get("genesets", []):
         path = Path(gmt) if Path(gmt).is_absolute() else base / gmt
         sets = read_gmt(path)
-        if not any(symbols.intersection(genes) for genes in sets.values()):
-            raise InputError(
-                path,
-                "no gene of any set in this GMT is in the counts (gene_name "
-                "or gene_id): check the gene identifiers",
+        if not any(symbols.intersection(g.upper() for g in genes) for genes in sets.values()):
+            return str(
+                InputError(
+                    path,
+                    "no gene of any set in this GMT is in the counts (gene_name or gene_id): "
+                    "check the gene identifiers, or name Ensembl ids with counts.gene_annotation "
+                    "(your GTF or a gene_id/gene_name table); the signature stage and what "
+                    "needs its scores are left out of this run",
+                )
             )
+    return None
+
+
+def signatures_off(results: str) -> str | None:
+    """Why the last passing validation left the signature stage out (None: it runs)."""
+    path = Path(results) / "logs" / "validate" / SIGNATURES_OFF
+    return path.read_text().strip() if path.exists() else None
 
 
 def check_inputs_once(
@@ -102,15 +117,15 @@ def check_inputs_once(
             logger.propagate = False
         genes = {}
 
-        def counts_reader(path):
+        def counts_reader(path, **options):
             from rhlh.contract.counts import read_counts
 
-            out = read_counts(path)
+            out = read_counts(path, **options)
             genes["symbols"] = list(out["var"]["gene_name"]) + list(out["var"]["gene_id"])
             return out
 
         cohort = validate_cohort(config, base, read_counts_fn=counts_reader)
-        check_genesets(config, base, genes["symbols"])
+        no_signatures = check_genesets(config, base, genes["symbols"])
     except InputError as exc:
         logdir.mkdir(parents=True, exist_ok=True)
         (logdir / "error.log").write_text(str(exc) + "\n")
@@ -124,6 +139,11 @@ def check_inputs_once(
     for old in logdir.glob("passed-*.txt"):
         old.unlink()
     (logdir / "error.log").unlink(missing_ok=True)
+    (logdir / SIGNATURES_OFF).unlink(missing_ok=True)
+    if no_signatures:
+        (logdir / SIGNATURES_OFF).write_text(no_signatures + "\n")
+        print(f"\nwarning: {no_signatures}\n", file=sys.stderr)
+        cohort.warnings.append(no_signatures)
     lines = [f"validated in {time.time() - t0:.1f} s"]
     lines += [f"{t}: {p}" for t, p in paths.items() if p]
     lines += [

@@ -10,10 +10,12 @@ from snakemake.utils import validate
 BASE = Path(workflow.current_basedir).resolve().parents[1]
 sys.path.insert(0, str(BASE / "scripts"))
 
+from rhlh.contract.counts import count_input_files  # noqa: E402
 from rhlh.workflow_support import (
     cell_types,
     check_inputs_once,
     has_cell_types,
+    signatures_off,
 )  # noqa: E402
 
 # the schema holds every default (config/config.yaml shows the same values): keys a config
@@ -29,6 +31,11 @@ config["genesets"] = [
 # Validation runs once per change of inputs/config/code, before any job, in the main process;
 # a defect stops the run with one message and writes nothing but the validation log.
 INPUTS = check_inputs_once(config, RESULTS, main_process=workflow.is_main_process)
+# stages the validation left out, {stage: why} (a GMT that matches no gene of the counts stops
+# the signature stage only): their rules are never asked for, produced() leaves their paths out
+STAGES_OFF = {
+    stage: why for stage, why in {"signatures": signatures_off(RESULTS)}.items() if why
+}
 HAS_CELL_TYPES = has_cell_types(INPUTS["counts"])
 # pseudobulk cell types {path-safe name: name in obs["cell_type"]}, empty for bulk counts
 CELL_TYPES = cell_types(INPUTS["counts"])
@@ -62,7 +69,13 @@ def bench(rule_name, name="bench.tsv"):
 def produced(*paths):
     """The paths among these that some rule of this workflow writes; call it lazily (inside an
     input function or target function, after every include)."""
-    return [p for p in paths if any(r.is_producer(p) for r in workflow.rules)]
+    off = tuple(res(f"{stage}/") for stage in STAGES_OFF)
+    return [
+        p
+        for p in paths
+        if not (off and p.startswith(off))
+        and any(r.is_producer(p) for r in workflow.rules)
+    ]
 
 
 def stage_targets():

@@ -33,7 +33,8 @@ rule validated_table:
 
 rule ingest_counts:
     input:
-        counts=INPUTS["counts"],
+        # every file of the delivery (a folder of quantifications, tx2gene, GTF)
+        counts=count_input_files(INPUTS["counts"], **config["counts"]),
         samples=res("inputs/validated/samples.tsv"),
         patients=res("inputs/validated/patients.tsv"),
     output:
@@ -55,6 +56,8 @@ rule ingest_counts:
         runtime=60,
     params:
         sample_mismatch=config["sample_mismatch"],
+        path=INPUTS["counts"],
+        counts=config["counts"],
     script:
         "../../scripts/inputs_ingest_counts.py"
 

@@ -4,13 +4,17 @@
 
 rule report_summary:
     input:
-        summary=res("inputs/summary.tsv"),
-        endpoints=res("clinical/endpoints.tsv"),
-        simon=res("clinical/simon_decision.tsv"),
-        responders=res("clinical/responders.tsv"),
-        scores=res("signatures/scores.tsv"),
-        cytokines=res("cytokines/change_from_baseline.tsv"),
-        associations=res("response/associations.tsv"),
+        unpack(
+            lambda wc: {
+                "summary": res("inputs/summary.tsv"),
+                "endpoints": res("clinical/endpoints.tsv"),
+                "simon": res("clinical/simon_decision.tsv"),
+                "responders": res("clinical/responders.tsv"),
+                "cytokines": res("cytokines/change_from_baseline.tsv"),
+                "associations": res("response/associations.tsv"),
+                **{"scores": p for p in produced(res("signatures/scores.tsv"))},
+            }
+        ),
     output:
         figure=report(
             res("report/summary.png"),

@@ -1,8 +1,15 @@
-"""Raw counts in the three forms of the data contract, read into one samples x genes AnnData.
+"""Raw counts in the forms of the data contract, read into one samples x genes AnnData.
 
-Forms: a genes x samples matrix (TSV/CSV, optionally gzipped, optional ``gene_name`` column),
-a featureCounts table, and an ``.h5ad`` (bulk: one observation per sample; single-cell: one
-observation per cell with ``obs["sample_id"]``, summed into pseudobulk profiles in chunks).
+Forms: a genes x samples matrix (TSV/CSV, optionally gzipped, optional ``gene_name`` column;
+nf-core/rnaseq's merged gene tables are such matrices), a featureCounts table, a folder of
+per-sample salmon / kallisto quantifications (rhlh.contract.quant), and an ``.h5ad`` (bulk:
+one observation per sample; single-cell: one observation per cell with ``obs["sample_id"]``,
+summed into pseudobulk profiles in chunks).
+
+Estimated counts (salmon, RSEM, kallisto) are rounded to integers, with what changed logged;
+in any other matrix a fraction is an error. Sample columns named after BAM files
+(``P001_D0.Aligned.sortedByCoord.out.bam``, a path) are matched to the sample ids; gene names
+come from rhlh.contract.genes.
 """
 
 from __future__ import annotations
@@ -20,11 +27,29 @@ from rhlh.errors import InputError
 from rhlh.io import _delimiter, read_text
 
 FEATURECOUNTS_COLUMNS = ["Geneid", "Chr", "Start", "End", "Strand", "Length"]
+# leading annotation columns of a gene matrix (nf-core: gene_id, gene_name; RSEM merged:
+# gene_id, transcript_id(s)); the first column may carry one of the id spellings
+ID_COLUMNS = ("gene_id", "Geneid", "GeneID", "ensembl_gene_id")
+ANNOTATION_COLUMNS = ("gene_name", "transcript_id(s)", "transcript_id", "gene_biotype")
+# quantifiers whose counts are estimates (fractions are rounded, not refused)
+ESTIMATORS = ("salmon", "rsem", "kallisto")
+SOURCES = ("auto", "matrix", "featurecounts", "h5ad", *ESTIMATORS)
+# nf-core/rnaseq's merged tables: <quantifier>.merged.gene_<kind>.tsv
+NFCORE_RE = re.compile(r"^(salmon|rsem|star_salmon|star_rsem|kallisto)\.merged\.gene_(\w+)\.tsv$")
+# what aligners and BAM tools append to a sample's name
+_BAM_SUFFIX = re.compile(
+    r"([._]?Aligned(\.sortedByCoord)?(\.out)?|[._](sorted|sortedByCoord|markdup|dedup|primary|"
+    r"filtered|out))*\.(bam|sam|cram)$",
+    re.IGNORECASE,
+)
 log = logging.getLogger("rhlh")
 
 
 def count_format(path) -> str:
-    """Which of the contract's count forms a file is: 'h5ad', 'featurecounts' or 'matrix'."""
+    """Which of the contract's count forms a path is: 'h5ad', 'quant' (a folder of per-sample
+    quantifications), 'featurecounts' or 'matrix'."""
+    if Path(path).is_dir():
+        return "quant"
     name = str(path).lower()
     if name.endswith(".h5ad"):
         return "h5ad"
@@ -33,6 +58,79 @@ def count_format(path) -> str:
     if [c.strip() for c in cols[:6]] == FEATURECOUNTS_COLUMNS:
         return "featurecounts"
     return "matrix"
+
+
+def estimator_of(path, source: str = "auto") -> str | None:
+    """The quantifier whose estimates a count file holds (None for plain counts): named in
+    ``counts.source``, or read off nf-core/rnaseq's file names."""
+    if source in ESTIMATORS:
+        return source
+    if source != "auto":
+        return None
+    if Path(path).is_dir():
+        return "salmon"
+    m = NFCORE_RE.match(Path(str(path)).name.removesuffix(".gz"))
+    if not m:
+        return None
+    kind = m.group(2)
+    if kind.startswith("tpm"):
+        raise InputError(
+            path,
+            "this is nf-core's TPM table, not counts: give salmon.merged.gene_counts.tsv (or "
+            "its _length_scaled version) instead",
+        )
+    return "rsem" if "rsem" in m.group(1) else m.group(1).removeprefix("star_")
+
+
+def sample_name(column: str) -> str:
+    """A count column's sample name: the file name of a BAM path without aligner suffixes
+    (``out/P001_D0.Aligned.sortedByCoord.out.bam`` -> ``P001_D0``)."""
+    name = Path(str(column).strip()).name
+    return _BAM_SUFFIX.sub("", name) or name
+
+
+def match_sample_columns(columns, sample_ids, path=None) -> list[str]:
+    """Count columns renamed to the sample ids they stand for: the id itself, the BAM-derived
+    name, or a unique sample id followed by '.', '_' or '-' (``P001_D0_S12_L001``)."""
+    ids = [str(i) for i in sample_ids]
+    known = set(ids)
+    out = []
+    renamed = []
+    for col in columns:
+        if col in known:
+            out.append(col)
+            continue
+        name = sample_name(col)
+        if name not in known:
+            hits = [i for i in ids if any(name.startswith(i + sep) for sep in "._-")]
+            longest = max((len(h) for h in hits), default=0)
+            hits = [h for h in hits if len(h) == longest]
+            name = hits[0] if len(hits) == 1 else name
+        if name != col:
+            renamed.append((col, name))
+        out.append(name)
+    dup = sorted({c for c in out if out.count(c) > 1})
+    if dup:
+        cols = [c for c, o in zip(columns, out, strict=True) if o == dup[0]]
+        raise InputError(
+            path or "counts",
+            "duplicated sample column"
+            + (
+                f": columns {', '.join(cols)} all stand for sample {dup[0]}"
+                if cols[0] != cols[1]
+                else ""
+            ),
+            row=1,
+            column=cols[1],
+        )
+    if renamed:
+        log.info(
+            "%d count columns matched to sample ids, e.g. %s -> %s",
+            len(renamed),
+            renamed[0][0],
+            renamed[0][1],
+        )
+    return out
 
 
 def _head_line(path) -> str:
@@ -44,7 +142,7 @@ def _head_line(path) -> str:
     raise InputError(path, "file has no header line")
 
 
-def _locate_bad_cell(path, frame: pd.DataFrame, sample_cols, gene_ids):
+def _locate_bad_cell(path, frame: pd.DataFrame, sample_cols, gene_ids, hint=""):
     """Find the first cell that is not a non-negative integer and raise an InputError for it."""
     for col in sample_cols:
         values = frame[col].astype(str).str.strip()
@@ -63,18 +161,45 @@ def _locate_bad_cell(path, frame: pd.DataFrame, sample_cols, gene_ids):
                 what = "fractional count"
             raise InputError(
                 path,
-                f"{what}: counts must be non-negative integers (gene {gene_ids[i]})",
+                f"{what}: counts must be non-negative integers (gene {gene_ids[i]})"
+                + (hint if what == "fractional count" else ""),
                 row=int(frame.index[i]),
                 column=col,
                 value=raw,
             )
 
 
-def read_count_table(path, fmt: str | None = None) -> tuple[pd.DataFrame, np.ndarray]:
+def _transposed_hint(header, lines, sep, sample_ids) -> str:
+    """Why a matrix whose first column is not gene_id looks transposed ('' when it does not)."""
+    first = [ln.split(sep, 1)[0].strip().strip('"') for ln in lines[1:200]]
+    from rhlh.contract.genes import looks_ensembl
+
+    if header[0].strip().lower() in ("sample_id", "sample", "samples", "sampleid"):
+        why = f"its first column is {header[0]!r}"
+    elif (
+        sample_ids is not None
+        and sum(v in set(map(str, sample_ids)) for v in first) > len(first) / 2
+    ):
+        why = "its first column holds sample ids"
+    elif looks_ensembl(header[1:]):
+        why = "its header holds Ensembl gene ids"
+    else:
+        return ""
+    return (
+        f"the matrix looks transposed ({why}): the contract wants genes as rows, first column "
+        "gene_id, and one column per sample; transpose it (e.g. pandas df.T) and write it again"
+    )
+
+
+def read_count_table(
+    path, fmt: str | None = None, estimator: str | None = None, sample_ids=None
+) -> tuple[pd.DataFrame, np.ndarray]:
     """Read a genes x samples matrix or featureCounts table.
 
     Returns (var, counts) where var has gene_id/gene_name and counts is samples x genes int64,
-    with the sample ids as ``var.attrs['samples']``.
+    with the sample ids as ``var.attrs['samples']``. ``estimator`` (salmon, rsem, kallisto)
+    says the values are estimated counts, rounded here; ``sample_ids`` lets columns named
+    after BAM files be matched to them.
     """
     fmt = fmt or count_format(path)
     text = read_text(path)
@@ -91,19 +216,24 @@ def read_count_table(path, fmt: str | None = None) -> tuple[pd.DataFrame, np.nda
         id_col, annot = "Geneid", FEATURECOUNTS_COLUMNS
     else:
         id_col = header[0]
-        if id_col != "gene_id":
-            raise InputError(path, "first column must be 'gene_id'", row=1, column=id_col)
-        annot = (
-            ["gene_id", "gene_name"]
-            if len(header) > 1 and header[1] == "gene_name"
-            else ["gene_id"]
-        )
+        if id_col not in ID_COLUMNS:
+            hint = _transposed_hint(header, lines, sep, sample_ids)
+            raise InputError(
+                path, hint or "first column must be 'gene_id'", row=1, column=id_col or "(empty)"
+            )
+        annot = [id_col]
+        while len(annot) < len(header) and header[len(annot)] in ANNOTATION_COLUMNS:
+            annot.append(header[len(annot)])
     sample_cols = header[len(annot) :]
     if not sample_cols:
         raise InputError(path, "no sample columns after the gene annotation columns", row=1)
-    if fmt == "featurecounts":
-        # featureCounts names columns after BAM paths: keep the file stem
-        sample_cols = [re.sub(r"(\.sorted)?\.bam$", "", Path(c).name) for c in sample_cols]
+    if fmt == "featurecounts" or sample_ids is not None:
+        # featureCounts names columns after BAM paths; other tools after FASTQ or BAM names
+        sample_cols = (
+            match_sample_columns(sample_cols, sample_ids, path)
+            if sample_ids is not None
+            else [sample_name(c) for c in sample_cols]
+        )
     dup = sorted({c for c in sample_cols if sample_cols.count(c) > 1})
     if dup:
         raise InputError(path, "duplicated sample column", row=1, column=dup[0])
@@ -142,12 +272,23 @@ def read_count_table(path, fmt: str | None = None) -> tuple[pd.DataFrame, np.nda
             path, "duplicated gene id", row=int(frame.index[i]), column=annot[0], value=dup_genes[0]
         )
     values = frame[sample_cols]
+    hint = (
+        "; if these are estimated counts (salmon, RSEM, kallisto), set counts.source in the "
+        "config to that quantifier and they are rounded"
+    )
     if not all(np.issubdtype(dt, np.number) for dt in values.dtypes):
-        _locate_bad_cell(path, values, sample_cols, gene_ids)
+        _locate_bad_cell(path, values, sample_cols, gene_ids, hint)
     arr = values.to_numpy(dtype=np.float64)
+    if estimator:
+        bad = ~np.isfinite(arr) | (arr < 0)
+        if bad.any():
+            _locate_bad_cell(path, values, sample_cols, gene_ids)
+        from rhlh.contract.quant import round_estimates
+
+        arr = round_estimates(arr, f"{Path(path).name} ({estimator})")
     bad = ~np.isfinite(arr) | (arr < 0) | (arr != np.floor(arr))
     if bad.any():
-        _locate_bad_cell(path, values, sample_cols, gene_ids)
+        _locate_bad_cell(path, values, sample_cols, gene_ids, hint)
     var = pd.DataFrame({"gene_id": gene_ids})
     gene_names = frame["gene_name"].astype(str).str.strip() if "gene_name" in annot else None
     var["gene_name"] = gene_names.to_numpy() if gene_names is not None else gene_ids
@@ -283,24 +424,77 @@ def read_h5ad_counts(path, chunk_size: int = 50_000, progress=None):
     }
 
 
-def read_counts(path, progress=None, chunk_size=50_000) -> dict:
-    """Read raw counts in any contract form into samples x genes int64 plus gene annotation."""
+def read_counts(
+    path,
+    progress=None,
+    chunk_size=50_000,
+    sample_ids=None,
+    *,
+    source: str = "auto",
+    tx2gene: str = "",
+    counts_from_abundance: str = "lengthScaledTPM",
+    gene_annotation: str = "",
+    builtin_gene_map: bool = True,
+) -> dict:
+    """Read raw counts in any contract form into samples x genes int64 plus gene annotation.
+
+    The keyword options are the config's ``counts`` section (pass it as ``**config["counts"]``);
+    ``sample_ids`` (of samples.tsv) lets count columns named after BAM or FASTQ files be
+    matched. The result's ``notes`` are warnings for the validation log (spreadsheet-mangled
+    gene names).
+    """
+    from rhlh.contract.genes import name_genes
+
+    if source not in SOURCES:
+        raise InputError("config", f"counts.source must be one of {', '.join(SOURCES)}")
     fmt = count_format(path)
     if fmt == "h5ad":
         out = read_h5ad_counts(path, chunk_size=chunk_size, progress=progress)
         out["format"] = "h5ad-sc" if out["single_cell"] else "h5ad"
-        return out
-    var, counts = read_count_table(path, fmt)
-    return {
-        "var": var,
-        "samples": var.attrs.pop("samples"),
-        "counts": counts,
-        "single_cell": False,
-        "ct_index": None,
-        "ct_counts": None,
-        "n_cells": None,
-        "format": fmt,
-    }
+    elif fmt == "quant":
+        from rhlh.contract.quant import read_quant_folder
+
+        var, samples, counts, _ = read_quant_folder(path, tx2gene, counts_from_abundance)
+        if sample_ids is not None:
+            samples = match_sample_columns(samples, sample_ids, path)
+        out = {"var": var, "samples": samples, "counts": counts, "format": "quant"}
+    else:
+        estimator = estimator_of(path, source)
+        var, counts = read_count_table(path, fmt, estimator=estimator, sample_ids=sample_ids)
+        out = {
+            "var": var,
+            "samples": var.attrs.pop("samples"),
+            "counts": counts,
+            "format": f"{fmt} ({estimator} estimates)" if estimator else fmt,
+        }
+    for key in ("single_cell", "ct_index", "ct_counts", "n_cells"):
+        out.setdefault(key, False if key == "single_cell" else None)
+    out["var"], naming = name_genes(
+        out["var"], gene_annotation or None, builtin_gene_map, source=path
+    )
+    out["gene_naming"] = naming
+    out["notes"] = []
+    if naming["excel_dates"]:
+        rows = ", ".join(f"{n} (gene {i + 1})" for i, n in naming["excel_dates"][:5])
+        out["notes"].append(
+            f"{Path(path).name}: {len(naming['excel_dates'])} gene names look like dates a "
+            f"spreadsheet made of gene symbols (SEPT7 -> 7-Sep, MARCH1 -> 1-Mar): {rows}; they "
+            "match no gene set; fix them at the source"
+        )
+    return out
+
+
+def count_input_files(path, tx2gene: str = "", gene_annotation: str = "", **_) -> list[str]:
+    """Every file a count delivery is read from (the quantifications of a folder, tx2gene,
+    the gene annotation; keywords as read_counts): the inputs of the rules that read it, and
+    what keys the validation cache."""
+    if count_format(path) == "quant":
+        from rhlh.contract.quant import quant_files
+
+        files = [str(p) for p in quant_files(path).values()]
+    else:
+        files = [str(path)]
+    return files + [str(p) for p in (tx2gene, gene_annotation) if p]
 
 
 def to_anndata(counts: np.ndarray, obs: pd.DataFrame, var: pd.DataFrame):

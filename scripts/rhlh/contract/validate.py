@@ -29,6 +29,14 @@ PK_MATRICES = ("plasma", "csf")
 EVENT_CATEGORIES = ("viral_infection", "adverse_event")
 EVENT_STATUS = ("new", "worsening")
 
+# nf-core/rnaseq writes its merged gene counts several ways: the length-scaled table (no
+# offsets needed, the workflow's choice) is taken when it is there
+NFCORE_COUNTS = [
+    "salmon.merged.gene_counts_length_scaled.tsv",
+    "salmon.merged.gene_counts.tsv",
+    "salmon.merged.gene_counts_scaled.tsv",
+    "rsem.merged.gene_counts.tsv",
+]
 # contract file names inside a cohort folder; the first existing candidate wins
 COHORT_FILES = {
     "samples": ["samples.tsv", "samples.csv", "samples.tsv.gz"],
@@ -43,6 +51,9 @@ COHORT_FILES = {
         "counts.featurecounts.tsv",
         "counts.featurecounts.tsv.gz",
         "counts.h5ad",
+        # nf-core/rnaseq's merged gene tables, and a folder of per-sample quantifications
+        *NFCORE_COUNTS,
+        "quant",
     ],
     "pk": ["pk.tsv", "pk.csv", "pk.tsv.gz"],
     "events": ["events.tsv", "events.csv", "events.tsv.gz"],
@@ -61,6 +72,9 @@ def resolve_inputs(config: dict, base: Path | str = ".") -> dict[str, str | None
         if not path and cohort:
             folder = base / cohort
             found = [folder / n for n in names if (folder / n).exists()]
+            if len(found) > 1 and all(f.name in NFCORE_COUNTS[:3] for f in found):
+                log.info("%s: several nf-core tables, %s is read", folder, found[0].name)
+                found = found[:1]
             if len(found) > 1 and table == "counts":
                 raise InputError(
                     folder, "several counts files: keep one of " + ", ".join(f.name for f in found)
@@ -404,12 +418,14 @@ def validate_cohort(config: dict, base=".", read_counts_fn=None) -> Cohort:
     pk = read_pk(paths["pk"], patients, paths["patients"]) if paths["pk"] else None
     events = read_events(paths["events"], patients, paths["patients"]) if paths["events"] else None
 
-    counts = (read_counts_fn or read_counts)(paths["counts"])
+    counts = (read_counts_fn or read_counts)(
+        paths["counts"], sample_ids=list(samples["sample_id"]), **(config.get("counts") or {})
+    )
     mismatch = config.get("sample_mismatch", "fail")
     extra_counts, extra_sheet = check_sample_match(
         paths["counts"], paths["samples"], counts["samples"], samples, mismatch
     )
-    warnings = []
+    warnings = list(counts.get("notes") or [])
     if extra_counts or extra_sheet:
         warnings.append(
             f"dropped {len(extra_counts)} count samples missing from the sheet "
@@ -459,12 +475,17 @@ def _cytokine_duplicates(config) -> str:
 
 def input_fingerprint(paths: dict, config: dict, code_version: str) -> str:
     """A key over input files' size and mtime, the config and the code version."""
+    from rhlh.contract.counts import count_input_files
+
     h = hashlib.sha256()
-    for table in sorted(paths):
-        p = paths[table]
-        if p:
-            st = Path(p).stat()
-            h.update(f"{table}:{Path(p).resolve()}:{st.st_size}:{st.st_mtime_ns};".encode())
+    files = [(t, paths[t]) for t in sorted(paths) if paths[t]]
+    if paths.get("counts"):
+        files += [
+            ("counts", f) for f in count_input_files(paths["counts"], **config.get("counts") or {})
+        ]
+    for table, p in files:
+        st = Path(p).stat()
+        h.update(f"{table}:{Path(p).resolve()}:{st.st_size}:{st.st_mtime_ns};".encode())
     h.update(json.dumps(config, sort_keys=True, default=str).encode())
     h.update(code_version.encode())
     return h.hexdigest()[:20]
