@@ -398,15 +398,16 @@ def test_gene_long_from_layer_and_logcpm():
 
 
 def test_figures_render(planted, tmp_path):
+    from rhlh.figures import response as fr
     from rhlh.io import save_figure
 
     table, sig, cyto, resp = planted
-    save_figure(R.plot_auc_forest(table, 10), tmp_path / "forest.png")
+    save_figure(fr.plot_auc_forest(table, 10), tmp_path / "forest.png")
     save_figure(
-        R.plot_early_change({"signature": sig, "cytokine": cyto}, resp, table, k=4),
+        fr.plot_early_change({"signature": sig, "cytokine": cyto}, resp, table, k=4),
         tmp_path / "early.png",
     )
-    save_figure(R.plot_effect_heatmap(table, MEASURES, k=15), tmp_path / "heat.png")
+    save_figure(fr.plot_effect_heatmap(table, MEASURES, k=15), tmp_path / "heat.png")
     for name in ("forest", "early", "heat"):
         assert (tmp_path / f"{name}.png").stat().st_size > 5000
         assert (tmp_path / f"{name}.pdf").exists()

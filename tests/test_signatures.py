@@ -606,14 +606,15 @@ def test_mean_change_table_and_figures(tmp_path):
     by_hand = np.mean([ulm[f"{p}_D14"] - ulm[f"{p}_D0"] for p in resp_ids])
     got = table[(table["group"] == "responder") & (table["visit"] == "D14")]["mean"].iloc[0]
     assert got == pytest.approx(by_hand) and got < 0
+    from rhlh.figures import signatures as fs
     from rhlh.io import save_figure
 
-    save_figure(sig.plot_spaghetti(scores, responders, "IFN", "ulm", visits), tmp_path / "s.png")
+    save_figure(fs.plot_spaghetti(scores, responders, "IFN", "ulm", visits), tmp_path / "s.png")
     save_figure(
-        sig.plot_spaghetti(scores, responders, "NOPE", "ulm", visits, note="refused"),
+        fs.plot_spaghetti(scores, responders, "NOPE", "ulm", visits, note="refused"),
         tmp_path / "n.png",
     )
-    save_figure(sig.plot_change_heatmap(table, visits), tmp_path / "h.png")
+    save_figure(fs.plot_change_heatmap(table, visits), tmp_path / "h.png")
     for name in ("s", "n", "h"):
         assert (tmp_path / f"{name}.png").stat().st_size > 1000
         assert (tmp_path / f"{name}.pdf").exists()
