@@ -32,7 +32,8 @@ from scipy import stats
 
 from rhlh.errors import InputError
 from rhlh.expression import log_cpm
-from rhlh.longitudinal import bh_adjust, change_from_baseline, fit_visit_by_response
+from rhlh.longitudinal import change_from_baseline, fit_visit_by_response
+from rhlh.stats import bh_adjust
 from rhlh.tables import as_responders, response_label
 
 log = logging.getLogger("rhlh")
