@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from rhlh.figures import RESPONSE_COLORS
-from rhlh.signatures import group_means
+from rhlh.signatures.models import group_means
 from rhlh.tables import as_responders, response_label
 
 

@@ -1,5 +1,6 @@
-"""Gene-set (JAK-STAT / IFN-γ) signatures: GMT files, per-sample scores, longitudinal models
-and competitive gene-set tests on differential-expression results.
+"""Per-sample gene-set (JAK-STAT / IFN-γ) signature scores: gene matching, scoring methods, the
+wide AnnData of the scores. (GMT reading: rhlh.contract.genesets; models: .models;
+competitive tests on DE tables: .enrichment.)
 
 Scoring methods (``METHODS``):
 
@@ -32,9 +33,7 @@ from scipy import stats
 
 from rhlh.errors import InputError
 from rhlh.expression import log_cpm
-from rhlh.longitudinal import change_from_baseline, fit_visit_by_response
-from rhlh.stats import bh_adjust
-from rhlh.tables import as_responders, response_label
+from rhlh.tables import SCORE_COLUMNS
 
 log = logging.getLogger("rhlh")
 
@@ -73,7 +72,6 @@ METHODS = {
     },
 }
 PRIMARY_METHOD = "ulm"
-SCORE_COLUMNS = ["sample_id", "patient_id", "visit", "day", "signature", "method", "score"]
 MISSING_COLUMNS = [
     "signature",
     "source",
@@ -84,24 +82,14 @@ MISSING_COLUMNS = [
     "reason",
     "missing_genes",
 ]
-ENRICHMENT_COLUMNS = [
-    "signature",
-    "contrast",
-    "method",
-    "alternative",
-    "n_genes",
-    "score",
-    "es",
-    "pvalue",
-    "padj",
-]
 
 # --------------------------------------------------------------------------------------------
 # Expression matrix and gene matching
 # --------------------------------------------------------------------------------------------
 
 
-def _symbol(gene_id, gene_name):
+def gene_symbol(gene_id, gene_name):
+    """A gene's symbol, upper-cased: its gene_name when present and non-empty, else gene_id."""
     name = "" if gene_name is None or pd.isna(gene_name) else str(gene_name).strip()
     return (name or str(gene_id).strip()).upper()
 
@@ -118,7 +106,7 @@ def counts_by_symbol(counts, source="counts") -> pd.DataFrame:
         if "gene_id" not in counts.columns:
             raise InputError(source, "counts table needs a gene_id column", column="gene_id")
         names = counts["gene_name"] if "gene_name" in counts.columns else [None] * len(counts)
-        symbols = [_symbol(i, n) for i, n in zip(counts["gene_id"], names, strict=True)]
+        symbols = [gene_symbol(i, n) for i, n in zip(counts["gene_id"], names, strict=True)]
         sample_cols = [c for c in counts.columns if c not in ("gene_id", "gene_name")]
         mat = counts[sample_cols].apply(pd.to_numeric, errors="raise").to_numpy(float).T
         samples = [str(s) for s in sample_cols]
@@ -130,7 +118,7 @@ def counts_by_symbol(counts, source="counts") -> pd.DataFrame:
         var = ad.var
         ids = var["gene_id"] if "gene_id" in var.columns else pd.Series(ad.var_names)
         names = var["gene_name"] if "gene_name" in var.columns else [None] * ad.n_vars
-        symbols = [_symbol(i, n) for i, n in zip(ids, names, strict=True)]
+        symbols = [gene_symbol(i, n) for i, n in zip(ids, names, strict=True)]
         samples = [str(s) for s in ad.obs_names]
     if np.any(~np.isfinite(mat)) or np.any(mat < 0):
         raise InputError(source, "counts must be finite and non-negative")
@@ -401,290 +389,3 @@ def scores_to_anndata(scores: pd.DataFrame, report: pd.DataFrame | None = None):
     }
     adata.uns["primary_method"] = PRIMARY_METHOD
     return adata
-
-
-# --------------------------------------------------------------------------------------------
-# Longitudinal models (delegated to rhlh.longitudinal)
-# --------------------------------------------------------------------------------------------
-
-
-def _with_responders(scores, responders, methods):
-    sc = scores[scores["method"].isin(methods)].copy()
-    sc["feature"] = sc["signature"] + "__" + sc["method"]
-    resp = as_responders(responders)[["patient_id", "responder"]]
-    sc = sc.merge(resp, on="patient_id", how="left")
-    unknown = sorted(sc.loc[sc["responder"].isna(), "patient_id"].astype(str).unique())
-    if unknown:
-        # they still count in the group "all" rows of the longitudinal models
-        log.warning(
-            "%d patient(s) without a responder status (not in either response group): %s",
-            len(unknown),
-            ", ".join(unknown),
-        )
-    sc["responder"] = sc["responder"].astype(object).where(sc["responder"].notna(), None)
-    return sc
-
-
-def _split_feature(df, method_col="method"):
-    parts = df["feature"].str.rsplit("__", n=1, expand=True)
-    df.insert(0, "signature", parts[0])
-    df.insert(1, method_col, parts[1])
-    return df
-
-
-def signature_change_from_baseline(
-    scores: pd.DataFrame, responders: pd.DataFrame, methods=(PRIMARY_METHOD,), baseline="D0"
-) -> pd.DataFrame:
-    """Each sample's score minus its patient's baseline score (via rhlh.longitudinal)."""
-    sc = _with_responders(scores, responders, methods)
-    out = change_from_baseline(sc, value_col="score", feature_col="feature", baseline=baseline)
-    return _split_feature(out.drop(columns=["signature", "method"], errors="ignore"))
-
-
-def fit_signature_models(
-    scores: pd.DataFrame,
-    responders: pd.DataFrame,
-    visits,
-    methods=(PRIMARY_METHOD,),
-    baseline="D0",
-    seed=0,
-    n_boot=200,
-    min_patients=3,
-    interaction_test="wald_f",
-) -> pd.DataFrame:
-    """Mixed model score ~ visit * responder + (1|patient_id) per signature and method.
-
-    Fitted by ``rhlh.longitudinal.fit_visit_by_response``; returns its table (whose ``method``
-    column describes the model) with ``signature`` and ``score_method`` columns in front.
-    """
-    sc = _with_responders(scores, responders, methods)
-    res = fit_visit_by_response(
-        sc,
-        value_col="score",
-        feature_col="feature",
-        visits=list(visits),
-        baseline=baseline,
-        seed=seed,
-        n_boot=n_boot,
-        min_patients=min_patients,
-        interaction_test=interaction_test,
-    )
-    return _split_feature(res, method_col="score_method")
-
-
-# --------------------------------------------------------------------------------------------
-# Competitive gene-set tests on DE results
-# --------------------------------------------------------------------------------------------
-
-
-def de_gene_stats(de: pd.DataFrame, directional: bool | None = None, source="DE table"):
-    """Per-symbol statistic from a DE table: (Series, directional flag).
-
-    Directional tables (Wald) use ``stat``; non-directional ones (LRT, ``stat`` >= 0) use
-    the one-sided normal score ``norm.isf(pvalue)``, so that both are N(0, 1) under the null.
-    Genes sharing a symbol keep the row with the smallest gene_id.
-    """
-    for col in ("gene_id", "stat"):
-        if col not in de.columns:
-            raise InputError(source, "required column missing", column=col)
-    df = de.copy()
-    df["stat"] = pd.to_numeric(df["stat"], errors="coerce")
-    if "pvalue" in df.columns:
-        df["pvalue"] = pd.to_numeric(df["pvalue"], errors="coerce")
-    names = df["gene_name"] if "gene_name" in df.columns else [None] * len(df)
-    df["symbol"] = [_symbol(i, n) for i, n in zip(df["gene_id"], names, strict=True)]
-    df = df.dropna(subset=["stat"])
-    if directional is None:
-        directional = bool((df["stat"] < 0).any())
-    if directional:
-        df["value"] = df["stat"]
-    else:
-        if "pvalue" not in df.columns:
-            raise InputError(source, "a non-directional (LRT) table needs pvalue", column="pvalue")
-        df = df.dropna(subset=["pvalue"])
-        # clip so that p = 0 (underflow) gives a large finite score, not inf
-        df["value"] = stats.norm.isf(df["pvalue"].clip(lower=1e-300, upper=1.0))
-    df = df.sort_values(["symbol", "gene_id"]).drop_duplicates("symbol", keep="first")
-    if len(df) < 3:
-        raise InputError(source, "fewer than 3 genes with a statistic")
-    return df.set_index("symbol")["value"].astype(float), directional
-
-
-def ulm_test(values: pd.Series, gene_sets: dict[str, list[str]], directional=True):
-    """t-test of set membership on a gene statistic: DataFrame with score (t) and pvalue."""
-    y = values.to_numpy(float)[None, :]
-    t = score_ulm(pd.DataFrame(y, columns=values.index), gene_sets).iloc[0].to_numpy()
-    df_res = len(values) - 2
-    p = 2 * stats.t.sf(np.abs(t), df_res) if directional else stats.t.sf(t, df_res)
-    return pd.DataFrame({"score": t, "pvalue": p}, index=list(gene_sets))
-
-
-def _running_sum_extremes(pos_sorted, weights, g):
-    """Max and min of the weighted KS running sum given sorted hit positions (0-based)."""
-    k = pos_sorted.shape[-1]
-    cw = np.cumsum(weights, axis=-1)
-    total = cw[..., -1:]
-    total = np.where(total > 0, total, 1.0)
-    p_hit = cw / total
-    p_hit_before = np.concatenate([np.zeros_like(p_hit[..., :1]), p_hit[..., :-1]], axis=-1)
-    j = np.arange(k)
-    p_miss = (pos_sorted - j) / (g - k)
-    return (p_hit - p_miss).max(axis=-1), (p_hit_before - p_miss).min(axis=-1)
-
-
-def _es(pos_sorted, weights, g):
-    hi, lo = _running_sum_extremes(pos_sorted, weights, g)
-    return np.where(np.abs(hi) >= np.abs(lo), hi, lo), hi
-
-
-def gsea_test(
-    values: pd.Series, gene_sets: dict[str, list[str]], n_perm=1000, seed=0, directional=True
-) -> pd.DataFrame:
-    """Pre-ranked GSEA (weight 1) with gene-set permutations: es, NES (score) and pvalue.
-
-    The null of a set of size k is n_perm random gene sets of size k drawn with
-    ``default_rng([seed, k])``, so results do not depend on the order of sets or contrasts.
-    Directional: the p-value is for the sign of the observed ES; non-directional: only
-    enrichment at the top (largest statistics) counts.
-    """
-    order = np.lexsort((values.index.to_numpy(str), -values.to_numpy(float)))
-    ranked = values.iloc[order]
-    g = len(ranked)
-    absw = np.abs(ranked.to_numpy(float))
-    pos_of = {s: i for i, s in enumerate(ranked.index)}
-    null_cache = {}
-    rows = []
-    for name, genes in gene_sets.items():
-        pos = np.sort(np.array([pos_of[x] for x in genes]))
-        k = len(pos)
-        es, es_top = _es(pos[None, :], absw[pos][None, :], g)
-        es, es_top = float(es[0]), float(es_top[0])
-        if k not in null_cache:
-            rng = np.random.default_rng([seed, k])
-            rand = np.sort(
-                np.stack([rng.choice(g, size=k, replace=False) for _ in range(n_perm)]), axis=1
-            )
-            null_cache[k] = _es(rand, absw[rand], g)
-        null_es, null_top = null_cache[k]
-        if not directional:
-            nes = es_top / null_top.mean()
-            p = (np.sum(null_top >= es_top) + 1) / (n_perm + 1)
-            rows.append((name, es_top, nes, p))
-            continue
-        same = null_es[null_es >= 0] if es >= 0 else null_es[null_es < 0]
-        if len(same) == 0:
-            nes, p = np.nan, 1.0 / (n_perm + 1)
-        else:
-            nes = es / np.abs(same.mean())
-            more = np.sum(same >= es) if es >= 0 else np.sum(same <= es)
-            p = (more + 1) / (len(same) + 1)
-        rows.append((name, es, nes, p))
-    out = pd.DataFrame(rows, columns=["signature", "es", "score", "pvalue"]).set_index("signature")
-    return out
-
-
-def competitive_tests(
-    de_tables: dict[str, pd.DataFrame],
-    gene_sets: dict[str, list[str]],
-    methods=("ulm", "gsea"),
-    n_perm=1000,
-    seed=0,
-    min_genes=5,
-    directional: dict[str, bool] | None = None,
-) -> pd.DataFrame:
-    """Competitive gene-set tests on each DE table (contrast name -> table).
-
-    Returns columns signature, contrast, method, alternative, n_genes, score (ulm: t; gsea:
-    NES), es (gsea only), pvalue, padj (Benjamini-Hochberg within contrast and method).
-    Sets with fewer than ``min_genes`` genes in a table are left out with a warning, and so
-    are tables without any statistic (contrasts the DE stage could not estimate).
-    """
-    directional = directional or {}
-    parts = []
-    for contrast, de in de_tables.items():
-        if "stat" in de and pd.to_numeric(de["stat"], errors="coerce").notna().sum() == 0:
-            # a contrast the DE stage could not estimate (e.g. a visit dropped by
-            # min_patients_per_visit) is written without statistics: nothing to test
-            log.warning("%s: no statistics (contrast not estimable): not tested", contrast)
-            continue
-        values, is_dir = de_gene_stats(de, directional.get(contrast), source=contrast)
-        universe = set(values.index)
-        sets = {}
-        for name, genes in gene_sets.items():
-            present = list(dict.fromkeys(x.upper() for x in genes if x.upper() in universe))
-            if len(present) >= min_genes and len(present) < len(values) - 1:
-                sets[name] = present
-            else:
-                log.warning(
-                    "%s: gene set %s has %d gene(s) in the DE table; not tested",
-                    contrast,
-                    name,
-                    len(present),
-                )
-        if not sets:
-            continue
-        alternative = "two-sided" if is_dir else "greater"
-        for method in methods:
-            if method == "ulm":
-                res = ulm_test(values, sets, directional=is_dir)
-                res["es"] = np.nan
-            elif method == "gsea":
-                res = gsea_test(values, sets, n_perm=n_perm, seed=seed, directional=is_dir)
-            else:
-                raise ValueError(f"unknown competitive method {method!r}")
-            res = res.rename_axis("signature").reset_index()
-            res["contrast"] = contrast
-            res["method"] = method
-            res["alternative"] = alternative
-            res["n_genes"] = res["signature"].map({k: len(v) for k, v in sets.items()})
-            res["padj"] = bh_adjust(res["pvalue"].to_numpy())
-            parts.append(res)
-    if not parts:
-        return pd.DataFrame(columns=ENRICHMENT_COLUMNS)
-    out = pd.concat(parts, ignore_index=True)[ENRICHMENT_COLUMNS]
-    return out.sort_values(["contrast", "method", "signature"], ignore_index=True)
-
-
-# --------------------------------------------------------------------------------------------
-# Summaries
-# --------------------------------------------------------------------------------------------
-
-
-def group_means(df: pd.DataFrame, value_col: str, by=("signature", "group", "visit")):
-    """Mean, n and t-based 95% CI of a value per group (patients as the unit)."""
-    rows = []
-    for key, sub in df.groupby(list(by), sort=False, observed=True):
-        x = sub[value_col].dropna().to_numpy(float)
-        n = len(x)
-        mean = float(x.mean()) if n else np.nan
-        half = np.nan
-        if n > 1:
-            half = float(stats.t.ppf(0.975, n - 1) * x.std(ddof=1) / np.sqrt(n))
-        rows.append(
-            {
-                **dict(zip(by, key, strict=True)),
-                "n": n,
-                "mean": mean,
-                "ci_low": mean - half,
-                "ci_high": mean + half,
-            }
-        )
-    return pd.DataFrame(rows, columns=[*by, "n", "mean", "ci_low", "ci_high"])
-
-
-def mean_change_table(change: pd.DataFrame, visits, baseline="D0") -> pd.DataFrame:
-    """Mean change from baseline per signature, method, response group and later visit."""
-    d = change.dropna(subset=["change"]).copy()
-    d = d[(d["visit"] != baseline) & d["visit"].isin(list(visits))]
-    d["group"] = [response_label(f) for f in d["responder"]]
-    by = ("signature", "method", "group", "visit")
-    out = group_means(d, "change", by=by)
-    order = {v: i for i, v in enumerate(visits)}
-    gorder = {"responder": 0, "non-responder": 1, "unknown": 2}
-    return out.sort_values(
-        list(by),
-        key=lambda s: (
-            s.map(order) if s.name == "visit" else s.map(gorder) if s.name == "group" else s
-        ),
-        ignore_index=True,
-    )
