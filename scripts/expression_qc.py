@@ -5,11 +5,10 @@ from pathlib import Path
 import anndata as ad
 
 from rhlh import expression as ex
-from rhlh import plotting
-from rhlh import qc_plots as qp
-from rhlh.io import write_tsv
+from rhlh.figures import expression as fe
+from rhlh.io import save_figure, write_tsv
 from rhlh.logs import setup_logging
-from rhlh.tables import read_responders
+from rhlh.tables import read_responders, response_label
 
 sm = snakemake  # noqa: F821
 log = setup_logging(sm)
@@ -55,28 +54,28 @@ obs = norm.obs.copy()
 if sm.input.responders:
     resp = read_responders(sm.input.responders[0])
     flag = dict(zip(resp["patient_id"], resp["responder"], strict=True))
-    obs["response"] = obs["patient_id"].astype(str).map(flag).map(plotting.response_label)
+    obs["response"] = obs["patient_id"].astype(str).map(flag).map(response_label)
 else:
     obs["response"] = "unknown"
 flagged = qc.loc[qc["outlier"], "sample_id"].tolist()
 path = {Path(f).stem: f for f in sm.output.figures}
-qp.plot_library_sizes(qc, path["library_sizes"])
+save_figure(fe.plot_library_sizes(qc), path["library_sizes"])
 for name, col, kind, order in (
     ("pca_visit", "visit", None, p.visits),
     ("pca_batch", "batch", "batch", None),
     ("pca_responder", "response", "response", ["responder", "non-responder", "unknown"]),
     ("pca_patient", "patient_id", None, None),
 ):
-    qp.plot_pca(
+    fig = fe.plot_pca(
         scores,
         frac,
         obs[col].rename(col.replace("_id", "")),
-        path[name],
         title=f"PCA of the VST ({p.pca_top_genes} most variable genes) by {col}",
         order=order,
         kind=kind,
         flagged=flagged,
     )
-qp.plot_sample_distances(dist, obs, path["sample_distances"], visit_order=p.visits)
-qp.plot_batch_variance(variance, path["batch_variance"])
+    save_figure(fig, path[name])
+save_figure(fe.plot_sample_distances(dist, obs, p.visits), path["sample_distances"])
+save_figure(fe.plot_batch_variance(variance), path["batch_variance"])
 log.info("figures written to %s", figdir)

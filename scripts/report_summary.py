@@ -1,10 +1,11 @@
 """Rule report_summary: the landing figure and the headline table of the report."""
 
 from rhlh import tables
+from rhlh.figures.report import summary_figure
 from rhlh.io import save_figure, write_tsv
 from rhlh.logs import setup_logging
 from rhlh.longitudinal import change_from_baseline
-from rhlh.report import headline, summary_figure
+from rhlh.report import headline
 
 sm = snakemake  # noqa: F821
 log = setup_logging(sm)

@@ -5,7 +5,7 @@ from pathlib import Path
 from rhlh.contract.genesets import load_gene_sets
 from rhlh.io import write_tsv
 from rhlh.logs import setup_logging
-from rhlh.signatures import competitive_tests
+from rhlh.signatures.enrichment import competitive_tests
 from rhlh.tables import read_de_table
 
 sm = snakemake  # noqa: F821

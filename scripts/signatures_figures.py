@@ -3,9 +3,9 @@
 from pathlib import Path
 
 from rhlh import tables
+from rhlh.figures.signatures import plot_change_heatmap, plot_spaghetti
 from rhlh.io import file_stems, save_figure
 from rhlh.logs import setup_logging
-from rhlh.signatures import plot_change_heatmap, plot_spaghetti
 
 sm = snakemake  # noqa: F821
 log = setup_logging(sm)

@@ -3,7 +3,7 @@
 from rhlh import tables
 from rhlh.io import write_tsv
 from rhlh.logs import setup_logging
-from rhlh.signatures import (
+from rhlh.signatures.models import (
     fit_signature_models,
     mean_change_table,
     signature_change_from_baseline,

@@ -5,7 +5,7 @@ import anndata as ad
 from rhlh.contract.genesets import load_gene_sets
 from rhlh.io import write_h5ad, write_tsv
 from rhlh.logs import setup_logging
-from rhlh.signatures import method_table, score_signatures, scores_to_anndata
+from rhlh.signatures.scoring import method_table, score_signatures, scores_to_anndata
 
 sm = snakemake  # noqa: F821
 log = setup_logging(sm)

@@ -8,6 +8,7 @@ import pytest
 
 from rhlh import cytokines as cy
 from rhlh import longitudinal as lg
+from rhlh import stats as rst
 from rhlh.contract import lab
 from rhlh.errors import InputError
 
@@ -377,7 +378,7 @@ def test_cytokine_signature_rmcorr():
     out = cy.cytokine_signature_rmcorr(model, pd.DataFrame(scores))
     assert len(out) == 4
     ifng = out[(out.analyte == "IFNG") & (out.method == "ssgsea")].iloc[0]
-    direct = lg.rmcorr(
+    direct = rst.rmcorr(
         model[model.feature == "IFNG"].merge(
             pd.DataFrame(scores).query("method == 'ssgsea'"), on="sample_id"
         ),

@@ -332,7 +332,8 @@ def test_batch_estimable_cases():
 
 
 def test_qc_figures_are_written(tmp_path):
-    from rhlh import qc_plots
+    from rhlh.figures import expression as fe
+    from rhlh.io import save_figure
 
     counts, obs = simulate(
         seed=41, n_patients=5, n_genes=200, batch_of=lambda p, v: f"B{v % 2 + 1}"
@@ -343,20 +344,20 @@ def test_qc_figures_are_written(tmp_path):
     norm = ex.normalize(adata, min_count=5, exclude=["P00_D0"])
     qc = ex.qc_table(norm, excluded_obs=ex.excluded_library(adata, ["P00_D0"]))
     scores, frac = ex.pca(norm, n_components=4)
-    qc_plots.plot_library_sizes(qc, tmp_path / "lib.png")
-    qc_plots.plot_pca(
-        scores,
-        frac,
-        norm.obs["visit"],
+    save_figure(fe.plot_library_sizes(qc), tmp_path / "lib.png")
+    save_figure(
+        fe.plot_pca(
+            scores, frac, norm.obs["visit"], title="visit", order=VISITS, flagged=["P01_D7"]
+        ),
         tmp_path / "pca.png",
-        title="visit",
-        order=VISITS,
-        flagged=["P01_D7"],
     )
-    qc_plots.plot_sample_distances(
-        ex.sample_distances(norm), norm.obs, tmp_path / "dist.png", visit_order=VISITS
+    save_figure(
+        fe.plot_sample_distances(ex.sample_distances(norm), norm.obs, visit_order=VISITS),
+        tmp_path / "dist.png",
     )
-    qc_plots.plot_batch_variance(ex.variance_by_factor(scores, frac, norm.obs), tmp_path / "bv.png")
+    save_figure(
+        fe.plot_batch_variance(ex.variance_by_factor(scores, frac, norm.obs)), tmp_path / "bv.png"
+    )
     for name in ("lib", "pca", "dist", "bv"):
         for ext in ("png", "pdf"):
             assert (tmp_path / f"{name}.{ext}").stat().st_size > 1000

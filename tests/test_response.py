@@ -11,6 +11,7 @@ import pytest
 from scipy import stats
 
 from rhlh import response as R
+from rhlh import stats as rst
 
 VISITS = ["D0", "D7", "D14", "D21", "D28", "D35"]
 DAY = {v: int(v[1:]) for v in VISITS}
@@ -66,27 +67,27 @@ def test_auc_is_u_over_n1_n0_by_hand():
     x_resp = [1.0, 2.0, 5.0]
     x_non = [2.0, 3.0, 4.0, 6.0]
     # pairs (r < n) + half ties: 1 -> 4, 2 -> 3 + 0.5 (tie with 2), 5 -> 1  => 8.5 of 12
-    assert R.auc_lower(x_resp, x_non) == pytest.approx(8.5 / 12)
+    assert rst.auc_lower(x_resp, x_non) == pytest.approx(8.5 / 12)
     u_non = stats.mannwhitneyu(x_non, x_resp).statistic
     assert u_non == 8.5
-    assert R.auc_lower(x_resp, x_non) == pytest.approx(u_non / (3 * 4))
+    assert rst.auc_lower(x_resp, x_non) == pytest.approx(u_non / (3 * 4))
 
 
 def test_mann_whitney_exact_p_by_hand():
     # complete split: 1 of C(6,3) = 20 arrangements per tail, two-sided p = 2/20
-    p, how = R.mann_whitney([1.0, 2.0, 3.0], [4.0, 5.0, 6.0])
+    p, how = rst.mann_whitney([1.0, 2.0, 3.0], [4.0, 5.0, 6.0])
     assert how == "exact"
     assert p == pytest.approx(0.1)
     # with a tie: exact enumeration over all 20 assignments by hand
     xr, xn = np.array([1.0, 2.0, 2.0]), np.array([2.0, 5.0, 6.0])
     pooled = np.concatenate([xr, xn])
-    obs = abs(R.auc_lower(xr, xn) - 0.5)
+    obs = abs(rst.auc_lower(xr, xn) - 0.5)
     hits = 0
     for idx in itertools.combinations(range(6), 3):
         mask = np.zeros(6, bool)
         mask[list(idx)] = True
-        hits += abs(R.auc_lower(pooled[mask], pooled[~mask]) - 0.5) >= obs - 1e-12
-    p, how = R.mann_whitney(xr, xn, rng=np.random.default_rng(0), n_perm=999)
+        hits += abs(rst.auc_lower(pooled[mask], pooled[~mask]) - 0.5) >= obs - 1e-12
+    p, how = rst.mann_whitney(xr, xn, rng=np.random.default_rng(0), n_perm=999)
     assert how.startswith("exact permutation")
     assert p == pytest.approx(hits / 20)
 
@@ -94,9 +95,9 @@ def test_mann_whitney_exact_p_by_hand():
 def test_trapezoid_auc_by_hand():
     # days 0, 7, 14, 28 (D21 missing: bridged linearly), values 0, -1, -2, -2
     # area = 7*(0-1)/2 + 7*(-1-2)/2 + 14*(-2-2)/2 = -3.5 - 10.5 - 28 = -42, per day -42/28 = -1.5
-    assert R.trapezoid_auc([0, 7, 14, 28], [0, -1, -2, -2]) == pytest.approx(-1.5)
-    assert R.trapezoid_auc([0, 7, 14, 28], [0, -1, -2, -2], per_day=False) == pytest.approx(-42)
-    assert R.trapezoid_auc([14, 0, 7], [-2, 0, -1]) == pytest.approx(-1.0)  # order of input
+    assert rst.trapezoid_auc([0, 7, 14, 28], [0, -1, -2, -2]) == pytest.approx(-1.5)
+    assert rst.trapezoid_auc([0, 7, 14, 28], [0, -1, -2, -2], per_day=False) == pytest.approx(-42)
+    assert rst.trapezoid_auc([14, 0, 7], [-2, 0, -1]) == pytest.approx(-1.0)  # order of input
 
 
 def test_patient_measures_by_hand_and_missing_end():
@@ -126,7 +127,7 @@ def test_logistic_binary_feature_matches_2x2_table():
     # and the likelihood-ratio test is the G test of independence
     x = np.array([1] * 10 + [0] * 10, float)
     y = np.array([1] * 7 + [0] * 3 + [1] * 3 + [0] * 7, bool)
-    res = R.logistic_per_sd(x, y)
+    res = rst.logistic_per_sd(x, y)
     assert res["converged"]
     or_2x2 = (7 * 7) / (3 * 3)
     assert res["effect"] == pytest.approx(or_2x2 ** x.std(ddof=1), rel=1e-6)
@@ -137,20 +138,20 @@ def test_logistic_binary_feature_matches_2x2_table():
 
 def test_logistic_separation_is_reported_not_fitted():
     x = np.arange(10.0)
-    res = R.logistic_per_sd(x, x >= 5)
+    res = rst.logistic_per_sd(x, x >= 5)
     assert not res["converged"]
     assert math.isnan(res["effect"]) and math.isnan(res["pvalue"])
     assert "complete separation" in res["note"]
     y = np.array([0, 0, 0, 0, 1, 0, 1, 1, 1, 1], bool)
     x2 = np.array([0, 1, 2, 3, 4, 4, 6, 7, 8, 9], float)
-    assert R.separation(x2, y) == "quasi-complete"
-    assert R.separation(np.array([0, 5, 1, 6.0]), np.array([0, 0, 1, 1], bool)) is None
+    assert rst.separation(x2, y) == "quasi-complete"
+    assert rst.separation(np.array([0, 5, 1, 6.0]), np.array([0, 0, 1, 1], bool)) is None
 
 
 def test_spearman_matches_scipy_and_exact_enumeration():
     x = np.array([0.3, -1.2, 2.0, 0.1, 1.5, -0.4])
     r = np.array([0, 0, 2, 1, 2, 1], float)
-    res = R.spearman_ordinal(x, r, np.random.default_rng(3), n_perm=9999, n_boot=500)
+    res = rst.spearman_ordinal(x, r, np.random.default_rng(3), n_perm=9999, n_boot=500)
     assert res["effect"] == pytest.approx(stats.spearmanr(x, r).statistic)
     # 6! = 720 pairings < n_perm: exact; enumerate by hand
     obs = abs(res["effect"])
@@ -311,7 +312,7 @@ def test_bootstrap_ci_covers_known_auc():
     for _ in range(60):
         xr = rng.normal(0, 1, 30)
         xn = rng.normal(1, 1, 30)
-        lo, hi = R.bootstrap_auc_ci(xr, xn, rng, n_boot=400)
+        lo, hi = rst.bootstrap_auc_ci(xr, xn, rng, n_boot=400)
         cover += lo <= truth <= hi
     assert cover >= 50  # nominal 95%: 57 expected; binomial P(<50) < 0.001
 
@@ -398,15 +399,16 @@ def test_gene_long_from_layer_and_logcpm():
 
 
 def test_figures_render(planted, tmp_path):
+    from rhlh.figures import response as fr
     from rhlh.io import save_figure
 
     table, sig, cyto, resp = planted
-    save_figure(R.plot_auc_forest(table, 10), tmp_path / "forest.png")
+    save_figure(fr.plot_auc_forest(table, 10), tmp_path / "forest.png")
     save_figure(
-        R.plot_early_change({"signature": sig, "cytokine": cyto}, resp, table, k=4),
+        fr.plot_early_change({"signature": sig, "cytokine": cyto}, resp, table, k=4),
         tmp_path / "early.png",
     )
-    save_figure(R.plot_effect_heatmap(table, MEASURES, k=15), tmp_path / "heat.png")
+    save_figure(fr.plot_effect_heatmap(table, MEASURES, k=15), tmp_path / "heat.png")
     for name in ("forest", "early", "heat"):
         assert (tmp_path / f"{name}.png").stat().st_size > 5000
         assert (tmp_path / f"{name}.pdf").exists()

@@ -1,4 +1,5 @@
-"""Tests of rhlh.signatures: GMT files, per-sample scores, longitudinal and competitive tests."""
+"""Tests of rhlh.signatures (scoring, enrichment, models): GMT files, per-sample scores,
+longitudinal and competitive tests."""
 
 from __future__ import annotations
 
@@ -12,9 +13,12 @@ import pytest
 import statsmodels.api as sm
 from scipy import stats
 
-from rhlh import signatures as sig
 from rhlh.contract import genesets
 from rhlh.errors import InputError
+from rhlh.signatures import enrichment as enr
+from rhlh.signatures import models as mod
+from rhlh.signatures import scoring as sco
+from rhlh.tables import SCORE_COLUMNS
 
 ROOT = Path(__file__).resolve().parents[1]
 GENESETS = ROOT / "resources" / "genesets"
@@ -151,7 +155,7 @@ def test_counts_by_symbol_prefers_gene_name_and_sums_duplicates():
             "s2": [10, 20, 30, 40],
         }
     )
-    out = sig.counts_by_symbol(df)
+    out = sco.counts_by_symbol(df)
     assert list(out.columns) == ["ENSG2", "IFNG", "STAT1"]
     assert out.loc["s1"].tolist() == [2, 4, 4] and out.loc["s2"].tolist() == [20, 40, 40]
     adata = ad.AnnData(
@@ -162,16 +166,16 @@ def test_counts_by_symbol_prefers_gene_name_and_sums_duplicates():
             index=df["gene_id"].tolist(),
         ),
     )
-    pd.testing.assert_frame_equal(sig.counts_by_symbol(adata), out)
+    pd.testing.assert_frame_equal(sco.counts_by_symbol(adata), out)
     # without gene_name, gene_id is the symbol
-    out2 = sig.counts_by_symbol(df.drop(columns="gene_name"))
+    out2 = sco.counts_by_symbol(df.drop(columns="gene_name"))
     assert list(out2.columns) == ["ENSG1", "ENSG2", "ENSG3", "STAT1"]
 
 
 def test_counts_by_symbol_rejects_negative():
     df = pd.DataFrame({"gene_id": ["A", "B"], "s1": [1, -1]})
     with pytest.raises(InputError, match="non-negative"):
-        sig.counts_by_symbol(df, source="counts.tsv")
+        sco.counts_by_symbol(df, source="counts.tsv")
 
 
 # --------------------------------------------------------------------------------------------
@@ -188,7 +192,7 @@ def _toy_expr():
 
 def test_ulm_equals_ols_t_of_membership():
     x, sets = _toy_expr()
-    got = sig.score_ulm(x, sets)
+    got = sco.score_ulm(x, sets)
     for s in x.index:
         for name, genes in sets.items():
             member = x.columns.isin(genes).astype(float)
@@ -199,7 +203,7 @@ def test_ulm_equals_ols_t_of_membership():
 def test_singscore_hand_computed():
     x = pd.DataFrame([[5.0, 1.0, 3.0, 3.0, 0.0]], index=["a"], columns=list("ABCDE"))
     # ascending ranks with ties averaged: A=5, B=2, C=3.5, D=3.5, E=1
-    got = sig.score_singscore(x, {"S": ["A", "C"], "T": ["E"]})
+    got = sco.score_singscore(x, {"S": ["A", "C"], "T": ["E"]})
     # S: mean rank 4.25; min (2+1)/2 = 1.5, max (10-2+1)/2 = 4.5 -> 2.75/3 - 0.5
     assert got.loc["a", "S"] == pytest.approx(2.75 / 3 - 0.5)
     # T: rank 1 is the lowest possible -> -0.5
@@ -211,7 +215,7 @@ def test_aucell_hand_computed():
         [np.arange(20, 0, -1, dtype=float)], index=["a"], columns=[f"G{i}" for i in range(20)]
     )
     # descending rank of G{i} is i + 1; top 20% -> k = 4
-    got = sig.score_aucell(x, {"S": ["G0", "G2", "G10"], "T": ["G3", "G19"]}, top=0.2)
+    got = sco.score_aucell(x, {"S": ["G0", "G2", "G10"], "T": ["G3", "G19"]}, top=0.2)
     # S: hits at ranks 1 and 3 -> (4) + (2) = 6; best for 3 genes = 4 + 3 + 2 = 9
     assert got.loc["a", "S"] == pytest.approx(6 / 9)
     # T: hit at rank 4 -> 1; best for 2 genes = 4 + 3
@@ -222,9 +226,9 @@ def test_mean_and_mean_z_hand_computed():
     x = pd.DataFrame(
         {"A": [1.0, 2.0, 3.0], "B": [0.0, 0.0, 6.0], "C": [4.0, 4.0, 4.0]}, index=["a", "b", "c"]
     )
-    mean = sig.score_mean(x, {"S": ["A", "B"]})
+    mean = sco.score_mean(x, {"S": ["A", "B"]})
     assert mean["S"].tolist() == [0.5, 1.0, 4.5]
-    z = sig.score_mean_z(x, {"S": ["A", "B", "C"]})
+    z = sco.score_mean_z(x, {"S": ["A", "B", "C"]})
     # A z: -1, 0, 1; B: mean 2, sd sqrt(12) -> -2/sqrt12, -2/sqrt12, 4/sqrt12; C constant: out
     s12 = np.sqrt(12)
     expected = [(-1 - 2 / s12) / 2, (0 - 2 / s12) / 2, (1 + 4 / s12) / 2]
@@ -233,11 +237,11 @@ def test_mean_and_mean_z_hand_computed():
 
 def test_log_cpm_per_sample():
     counts = pd.DataFrame({"A": [1, 0], "B": [3, 10]}, index=["s1", "s2"])
-    out = sig.sample_log_cpm(counts)
+    out = sco.sample_log_cpm(counts)
     assert out.loc["s1", "A"] == pytest.approx(np.log2(250000 + 1))
     assert out.loc["s2", "B"] == pytest.approx(np.log2(1e6 + 1))
     with pytest.raises(InputError, match="no counts"):
-        sig.sample_log_cpm(pd.DataFrame({"A": [0]}, index=["s0"]))
+        sco.sample_log_cpm(pd.DataFrame({"A": [0]}, index=["s0"]))
 
 
 # --------------------------------------------------------------------------------------------
@@ -292,15 +296,15 @@ def test_batch_stability_per_sample_methods():
     counts1, samples1, genes = _simulate(n_patients=6, seed=1, prefix="A", batch="B1")
     counts2, samples2, _ = _simulate(n_patients=4, seed=2, prefix="B", batch="B2")
     sets = {"IFN": genes[:20], "RANDOM": genes[100:130], "SHORT": genes[200:206]}
-    s1, _ = sig.score_signatures(counts1, sets, samples1, min_genes=3)
+    s1, _ = sco.score_signatures(counts1, sets, samples1, min_genes=3)
     both = counts1.merge(counts2, on=["gene_id", "gene_name"])
-    s2, _ = sig.score_signatures(both, sets, pd.concat([samples1, samples2]), min_genes=3)
-    assert set(s1["method"]) == set(sig.METHODS)
+    s2, _ = sco.score_signatures(both, sets, pd.concat([samples1, samples2]), min_genes=3)
+    assert set(s1["method"]) == set(sco.METHODS)
     key = ["sample_id", "signature", "method"]
     m = s1.merge(s2, on=key, suffixes=("_old", "_new"))
     assert len(m) == len(s1)
     diff = (m["score_old"] - m["score_new"]).abs()
-    for method, flags in sig.METHODS.items():
+    for method, flags in sco.METHODS.items():
         d = diff[m["method"] == method]
         assert len(d) > 0
         if flags["cohort_dependent"]:
@@ -308,21 +312,21 @@ def test_batch_stability_per_sample_methods():
         else:
             assert d.max() < 1e-9, f"{method} changed when a batch was added"
     # the primary method is per-sample
-    assert not sig.METHODS[sig.PRIMARY_METHOD]["cohort_dependent"]
+    assert not sco.METHODS[sco.PRIMARY_METHOD]["cohort_dependent"]
 
 
 def test_score_table_and_anndata():
     counts, samples, genes = _simulate(n_patients=4, n_genes=200)
     sets = {"IFN": genes[:20], "BIG": genes[20:90], "GONE": ["NOPE1", "NOPE2", genes[5]]}
-    scores, report = sig.score_signatures(counts, sets, samples, min_genes=3, short_max=50)
-    assert list(scores.columns) == sig.SCORE_COLUMNS
+    scores, report = sco.score_signatures(counts, sets, samples, min_genes=3, short_max=50)
+    assert list(scores.columns) == SCORE_COLUMNS
     assert set(scores["signature"]) == {"IFN", "BIG"}
     # short-set methods only on the sets with <= short_max genes
     assert set(scores.loc[scores["signature"] == "BIG", "method"]) == {"ulm", "singscore", "aucell"}
     assert len(scores) == len(samples) * (5 + 3)
     row = scores[(scores["sample_id"] == "P01_D14")].iloc[0]
     assert row["patient_id"] == "P01" and row["visit"] == "D14" and row["day"] == 14
-    adata = sig.scores_to_anndata(scores, report)
+    adata = sco.scores_to_anndata(scores, report)
     assert adata.shape == (len(samples), 8)
     assert "IFN__ulm" in adata.var_names
     assert bool(adata.var.loc["IFN__mean_z_cohort", "cohort_dependent"])
@@ -342,7 +346,7 @@ def test_missing_genes_reported_and_small_sets_refused(tmp_path, caplog):
     )
     sets, sources = genesets.load_gene_sets([gmt])
     with caplog.at_level(logging.WARNING, logger="rhlh"):
-        scores, report = sig.score_signatures(counts, sets, samples, min_genes=3, sources=sources)
+        scores, report = sco.score_signatures(counts, sets, samples, min_genes=3, sources=sources)
     assert set(scores["signature"]) == {"OK"}
     rep = report.set_index("signature")
     assert rep.loc["OK", "missing_genes"] == "MISSING1"
@@ -354,7 +358,7 @@ def test_missing_genes_reported_and_small_sets_refused(tmp_path, caplog):
     assert any("SMALL" in r.getMessage() and "refused" in r.getMessage() for r in caplog.records)
     # no set survives -> InputError
     with pytest.raises(InputError, match="min_genes=20"):
-        sig.score_signatures(counts, sets, samples, min_genes=20, sources=sources)
+        sco.score_signatures(counts, sets, samples, min_genes=20, sources=sources)
 
 
 def test_gmt_with_no_gene_in_data_names_the_file(tmp_path):
@@ -363,7 +367,7 @@ def test_gmt_with_no_gene_in_data_names_the_file(tmp_path):
     bad = _write(tmp_path, "E1\td\tENSG_X1\tENSG_X2\nE2\td\tENSG_X3\n", "ensembl.gmt")
     sets, sources = genesets.load_gene_sets([good, bad])
     with pytest.raises(InputError) as err:
-        sig.score_signatures(counts, sets, samples, sources=sources)
+        sco.score_signatures(counts, sets, samples, sources=sources)
     assert err.value.file == str(bad)
     assert "no gene of any set in this GMT file" in str(err.value)
 
@@ -371,7 +375,7 @@ def test_gmt_with_no_gene_in_data_names_the_file(tmp_path):
 def test_sample_missing_from_samples_table():
     counts, samples, genes = _simulate(n_patients=2, n_genes=60)
     with pytest.raises(InputError, match="not in the samples table"):
-        sig.score_signatures(counts, {"S": genes[:10]}, samples.iloc[1:])
+        sco.score_signatures(counts, {"S": genes[:10]}, samples.iloc[1:])
 
 
 def test_interaction_detected_in_responders_and_not_on_null():
@@ -381,9 +385,9 @@ def test_interaction_detected_in_responders_and_not_on_null():
     null_genes = rng.permutation(genes[20:])
     sets = {"IFN": genes[:20]}
     sets.update({f"NULL{k:02d}": list(null_genes[15 * k : 15 * (k + 1)]) for k in range(20)})
-    scores, _ = sig.score_signatures(counts, sets, samples, methods=("ulm",))
+    scores, _ = sco.score_signatures(counts, sets, samples, methods=("ulm",))
     responders = samples.drop_duplicates("patient_id")[["patient_id", "responder"]]
-    res = sig.fit_signature_models(scores, responders, visits, n_boot=0, seed=0)
+    res = mod.fit_signature_models(scores, responders, visits, n_boot=0, seed=0)
     assert {"signature", "score_method", "feature", "term", "pvalue", "padj"} <= set(res.columns)
     assert (res["score_method"] == "ulm").all()
     inter = res[res["term"] == "interaction"].set_index("signature")
@@ -401,7 +405,7 @@ def test_interaction_detected_in_responders_and_not_on_null():
         < 0
         < vis.loc[("non-responder", "D28"), "ci_high"]
     )
-    change = sig.signature_change_from_baseline(scores, responders)
+    change = mod.signature_change_from_baseline(scores, responders)
     ifn = change[(change["signature"] == "IFN") & (change["visit"] == "D28")]
     assert ifn.loc[ifn["responder"].astype(bool), "change"].mean() < -1
     d0 = change[change["visit"] == "D0"]
@@ -416,9 +420,9 @@ def test_interaction_nominal_on_null_cohort():
     rng = np.random.default_rng(4)
     null_genes = rng.permutation(genes)
     sets = {f"NULL{k:02d}": list(null_genes[15 * k : 15 * (k + 1)]) for k in range(25)}
-    scores, _ = sig.score_signatures(counts, sets, samples, methods=("ulm",))
+    scores, _ = sco.score_signatures(counts, sets, samples, methods=("ulm",))
     responders = samples.drop_duplicates("patient_id")[["patient_id", "responder"]]
-    res = sig.fit_signature_models(scores, responders, visits, n_boot=0, seed=0)
+    res = mod.fit_signature_models(scores, responders, visits, n_boot=0, seed=0)
     inter = res[res["term"] == "interaction"]
     assert len(inter) == 25 and inter["converged"].all()
     assert (inter["pvalue"] < 0.05).sum() <= 4  # nominal: expect 1.25 of 25
@@ -464,13 +468,13 @@ def _brute_force_es(values: pd.Series, genes):
 
 def test_gsea_es_matches_brute_force():
     de = _de_table(n=300, seed=4, shift=0.8, shift_genes=[f"G{i}" for i in range(10)])
-    values, _ = sig.de_gene_stats(de)
+    values, _ = enr.de_gene_stats(de)
     sets = {
         "UP": [f"G{i}" for i in range(10)],
         "RND": [f"G{i}" for i in range(100, 250, 7)],
         "DOWN": list(values.sort_values().index[:12]),
     }
-    res = sig.gsea_test(values, sets, n_perm=50, seed=1)
+    res = enr.gsea_test(values, sets, n_perm=50, seed=1)
     for name, genes in sets.items():
         assert res.loc[name, "es"] == pytest.approx(_brute_force_es(values, genes), abs=1e-12)
     assert res.loc["DOWN", "es"] < 0 < res.loc["UP", "es"]
@@ -478,9 +482,9 @@ def test_gsea_es_matches_brute_force():
 
 def test_ulm_on_de_matches_ols():
     de = _de_table(n=500, seed=5)
-    values, _ = sig.de_gene_stats(de)
+    values, _ = enr.de_gene_stats(de)
     genes = [f"G{i}" for i in range(0, 500, 17)]
-    res = sig.ulm_test(values, {"S": genes})
+    res = enr.ulm_test(values, {"S": genes})
     member = values.index.isin(genes).astype(float)
     fit = sm.OLS(values.to_numpy(), sm.add_constant(member)).fit()
     assert res.loc["S", "score"] == pytest.approx(fit.tvalues[1], rel=1e-10)
@@ -497,8 +501,8 @@ def test_competitive_finds_planted_set_and_is_uniform_on_null():
     null_de = _de_table(n=2000, seed=19)
     rng = np.random.default_rng(10)
     sets = {"PLANTED": planted, **_random_sets(rng, [f"G{i}" for i in range(2000)], 200, 25)}
-    res = sig.competitive_tests({"D7_vs_D0": de, "null": null_de}, sets, n_perm=1000, seed=0)
-    assert list(res.columns) == sig.ENRICHMENT_COLUMNS
+    res = enr.competitive_tests({"D7_vs_D0": de, "null": null_de}, sets, n_perm=1000, seed=0)
+    assert list(res.columns) == enr.ENRICHMENT_COLUMNS
     for method in ("ulm", "gsea"):
         r = res[(res["method"] == method) & (res["contrast"] == "D7_vs_D0")]
         r = r.set_index("signature")
@@ -512,7 +516,7 @@ def test_competitive_finds_planted_set_and_is_uniform_on_null():
     ulm = res[(res["method"] == "ulm") & (res["contrast"] == "D7_vs_D0")].set_index("signature")
     assert ulm.loc["PLANTED", "padj"] < 0.05
     # seeded: same call, same result
-    again = sig.competitive_tests({"D7_vs_D0": de}, {"PLANTED": planted}, n_perm=1000, seed=0)
+    again = enr.competitive_tests({"D7_vs_D0": de}, {"PLANTED": planted}, n_perm=1000, seed=0)
     g = res[
         (res["method"] == "gsea")
         & (res["signature"] == "PLANTED")
@@ -540,7 +544,7 @@ def test_competitive_lrt_table_is_one_sided():
     n = 1500
     de = _lrt_table(n, rng, planted_n=30)
     null_de = _lrt_table(n, rng)
-    values, directional = sig.de_gene_stats(null_de)
+    values, directional = enr.de_gene_stats(null_de)
     assert not directional
     # the one-sided normal score is N(0, 1) under the null
     assert abs(values.mean()) < 0.1 and abs(values.std() - 1) < 0.1
@@ -548,7 +552,7 @@ def test_competitive_lrt_table_is_one_sided():
         "PLANTED": [f"G{i}" for i in range(30)],
         **_random_sets(rng, [f"G{i}" for i in range(n)], 150, 30),
     }
-    res = sig.competitive_tests({"lrt_time": de, "null": null_de}, sets, n_perm=500, seed=2)
+    res = enr.competitive_tests({"lrt_time": de, "null": null_de}, sets, n_perm=500, seed=2)
     assert (res["alternative"] == "greater").all()
     for method in ("ulm", "gsea"):
         r = res[(res["method"] == method) & (res["contrast"] == "lrt_time")]
@@ -562,7 +566,7 @@ def test_competitive_lrt_table_is_one_sided():
 def test_competitive_skips_small_sets(caplog):
     de = _de_table(n=200)
     with caplog.at_level(logging.WARNING, logger="rhlh"):
-        res = sig.competitive_tests(
+        res = enr.competitive_tests(
             {"c": de},
             {"TINY": ["G1", "G2", "XX"], "OK": [f"G{i}" for i in range(10)]},
             methods=("ulm",),
@@ -571,7 +575,7 @@ def test_competitive_skips_small_sets(caplog):
     assert res["signature"].tolist() == ["OK"]
     assert any("TINY" in r.getMessage() for r in caplog.records)
     with pytest.raises(InputError, match="stat"):
-        sig.competitive_tests({"c.tsv": de.drop(columns="stat")}, {"OK": ["G1"]})
+        enr.competitive_tests({"c.tsv": de.drop(columns="stat")}, {"OK": ["G1"]})
 
 
 # --------------------------------------------------------------------------------------------
@@ -583,7 +587,7 @@ def test_group_means_hand_computed():
     df = pd.DataFrame(
         {"signature": "S", "group": ["a", "a", "a", "b"], "visit": "D7", "v": [1.0, 2.0, 6.0, 5.0]}
     )
-    out = sig.group_means(df, "v").set_index("group")
+    out = mod.group_means(df, "v").set_index("group")
     half = stats.t.ppf(0.975, 2) * np.std([1, 2, 6], ddof=1) / np.sqrt(3)
     assert out.loc["a", "mean"] == pytest.approx(3.0)
     assert out.loc["a", "ci_high"] == pytest.approx(3.0 + half)
@@ -593,11 +597,11 @@ def test_group_means_hand_computed():
 def test_mean_change_table_and_figures(tmp_path):
     visits = ["D0", "D7", "D14"]
     counts, samples, genes = _simulate(n_patients=6, visits=visits, n_genes=120, seed=3)
-    scores, _ = sig.score_signatures(counts, {"IFN": genes[:20]}, samples, methods=("ulm",))
+    scores, _ = sco.score_signatures(counts, {"IFN": genes[:20]}, samples, methods=("ulm",))
     responders = samples.drop_duplicates("patient_id")[["patient_id", "responder"]]
     responders["responder"] = responders["responder"].map({True: "True", False: "False"})
-    change = sig.signature_change_from_baseline(scores, responders)
-    table = sig.mean_change_table(change, visits)
+    change = mod.signature_change_from_baseline(scores, responders)
+    table = mod.mean_change_table(change, visits)
     assert list(table["group"].unique()) == ["responder", "non-responder"]
     assert list(table["visit"].unique()) == ["D7", "D14"]
     # responders' IFN genes fell by D14: by hand from the score table
@@ -606,14 +610,15 @@ def test_mean_change_table_and_figures(tmp_path):
     by_hand = np.mean([ulm[f"{p}_D14"] - ulm[f"{p}_D0"] for p in resp_ids])
     got = table[(table["group"] == "responder") & (table["visit"] == "D14")]["mean"].iloc[0]
     assert got == pytest.approx(by_hand) and got < 0
+    from rhlh.figures import signatures as fs
     from rhlh.io import save_figure
 
-    save_figure(sig.plot_spaghetti(scores, responders, "IFN", "ulm", visits), tmp_path / "s.png")
+    save_figure(fs.plot_spaghetti(scores, responders, "IFN", "ulm", visits), tmp_path / "s.png")
     save_figure(
-        sig.plot_spaghetti(scores, responders, "NOPE", "ulm", visits, note="refused"),
+        fs.plot_spaghetti(scores, responders, "NOPE", "ulm", visits, note="refused"),
         tmp_path / "n.png",
     )
-    save_figure(sig.plot_change_heatmap(table, visits), tmp_path / "h.png")
+    save_figure(fs.plot_change_heatmap(table, visits), tmp_path / "h.png")
     for name in ("s", "n", "h"):
         assert (tmp_path / f"{name}.png").stat().st_size > 1000
         assert (tmp_path / f"{name}.pdf").exists()
@@ -625,9 +630,9 @@ def test_competitive_skips_a_contrast_without_statistics():
     de = _de_table(n=300, seed=3)
     empty = de.assign(stat=np.nan, pvalue=np.nan, log2FoldChange=np.nan)
     sets = {"S": [f"G{i}" for i in range(0, 300, 10)]}
-    res = sig.competitive_tests({"D7_vs_D0": de, "D56_vs_D0": empty}, sets, n_perm=100, seed=0)
+    res = enr.competitive_tests({"D7_vs_D0": de, "D56_vs_D0": empty}, sets, n_perm=100, seed=0)
     assert set(res["contrast"]) == {"D7_vs_D0"} and len(res) == 2
     # a table with statistics for too few genes is still an error, not silently skipped
     few = de.assign(stat=np.where(np.arange(300) < 2, 1.0, np.nan))
     with pytest.raises(InputError, match="fewer than 3 genes"):
-        sig.competitive_tests({"D7_vs_D0": few}, sets, n_perm=100, seed=0)
+        enr.competitive_tests({"D7_vs_D0": few}, sets, n_perm=100, seed=0)

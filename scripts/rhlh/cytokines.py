@@ -13,7 +13,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from rhlh.longitudinal import bh_adjust, rmcorr
+from rhlh.stats import bh_adjust, rmcorr
 from rhlh.tables import as_responders
 
 log = logging.getLogger("rhlh")

@@ -43,6 +43,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from rhlh.stats import bh_adjust
+
 log = logging.getLogger("rhlh")
 
 RESULT_COLUMNS = [
@@ -84,72 +86,6 @@ def change_from_baseline(df, value_col, feature_col, baseline="D0", subject="pat
     out = df.merge(base, on=[subject, feature_col], how="left", validate="many_to_one")
     out.index = df.index
     out["change"] = out[value_col] - out["baseline_value"]
-    return out
-
-
-def rmcorr(df, x, y, subject="patient_id", ci=0.95):
-    """Repeated-measures correlation (Bakdash & Marusich 2017): dict(r, dof, pvalue, CI, n)."""
-    d = df[[subject, x, y]].dropna()
-    d = d[np.isfinite(d[x].astype(float)) & np.isfinite(d[y].astype(float))]
-    # a subject seen once adds one observation and one parameter: no information, drop it
-    counts = d.groupby(subject)[x].transform("size")
-    d = d[counts >= 2]
-    n = len(d)
-    k = d[subject].nunique()
-    dof = n - k - 1
-    out = {
-        "r": np.nan,
-        "dof": int(max(dof, 0)),
-        "pvalue": np.nan,
-        "ci_low": np.nan,
-        "ci_high": np.nan,
-        "n": int(n),
-        "n_subjects": int(k),
-    }
-    if dof < 2:
-        return out
-    # ANCOVA y ~ subject + x: the slope of x and its sums of squares only use within-subject
-    # deviations, so centring each subject on its own means gives the same fit
-    xc = d[x].astype(float) - d.groupby(subject)[x].transform("mean").astype(float)
-    yc = d[y].astype(float) - d.groupby(subject)[y].transform("mean").astype(float)
-    sxx = float((xc * xc).sum())
-    syy = float((yc * yc).sum())
-    sxy = float((xc * yc).sum())
-    if sxx <= 0 or syy <= 0:
-        return out
-    ss_value = sxy * sxy / sxx
-    ss_resid = max(syy - ss_value, 0.0)
-    r = np.sign(sxy) * np.sqrt(ss_value / (ss_value + ss_resid))
-    r = float(np.clip(r, -1.0, 1.0))
-    if abs(r) < 1:
-        t = r * np.sqrt(dof / (1 - r * r))
-        p = float(2 * stats.t.sf(abs(t), dof))
-    else:
-        p = 0.0
-    out.update(r=r, pvalue=p)
-    if dof > 1 and abs(r) < 1:
-        # Fisher z with the ANCOVA error df in place of n - 2 (as the rmcorr R package)
-        z = np.arctanh(r)
-        half = stats.norm.ppf(0.5 + ci / 2) / np.sqrt(dof - 1)
-        out.update(ci_low=float(np.tanh(z - half)), ci_high=float(np.tanh(z + half)))
-    return out
-
-
-def bh_adjust(p):
-    """Benjamini-Hochberg adjusted p-values; NaN stays NaN and is not counted."""
-    p = np.asarray(p, dtype=float)
-    out = np.full(p.shape, np.nan)
-    ok = np.isfinite(p)
-    m = int(ok.sum())
-    if m == 0:
-        return out
-    pv = p[ok]
-    order = np.argsort(pv)
-    ranked = pv[order] * m / np.arange(1, m + 1)
-    ranked = np.minimum.accumulate(ranked[::-1])[::-1]
-    adj = np.empty(m)
-    adj[order] = np.minimum(ranked, 1.0)
-    out[ok] = adj
     return out
 
 

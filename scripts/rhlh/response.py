@@ -71,15 +71,20 @@ from __future__ import annotations
 
 import logging
 import math
-import warnings
 import zlib
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
-from rhlh.longitudinal import bh_adjust
-from rhlh.plotting import OKABE_ITO, RESPONSE_COLORS
+from rhlh.stats import (
+    auc_lower,
+    bh_adjust,
+    bootstrap_auc_ci,
+    logistic_per_sd,
+    mann_whitney,
+    spearman_ordinal,
+    trapezoid_auc,
+)
 from rhlh.tables import as_responders
 
 log = logging.getLogger("rhlh")
@@ -117,11 +122,6 @@ _TRUE = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no":
 # --------------------------------------------------------------------------------------------
 # Inputs as long tables
 # --------------------------------------------------------------------------------------------
-
-
-def _responder_table(responders: pd.DataFrame) -> pd.DataFrame:
-    """patient_id, responder (True/False/None) and response_class (rhlh.tables.as_responders)."""
-    return as_responders(responders)[["patient_id", "responder", "response_class"]]
 
 
 def _long(df, feature, value, cols=("sample_id", "patient_id", "visit", "day")):
@@ -227,21 +227,6 @@ def gene_long(
 # --------------------------------------------------------------------------------------------
 
 
-def trapezoid_auc(days, values, per_day: bool = True) -> float:
-    """Trapezoid area under values(days) (sorted by day); divided by the time span if per_day."""
-    t = np.asarray(days, dtype=float)
-    y = np.asarray(values, dtype=float)
-    order = np.argsort(t, kind="mergesort")
-    t, y = t[order], y[order]
-    if len(t) < 2 or not np.all(np.isfinite(t)) or not np.all(np.isfinite(y)):
-        return math.nan
-    area = float(np.sum((t[1:] - t[:-1]) * (y[1:] + y[:-1]) / 2.0))
-    span = t[-1] - t[0]
-    if per_day:
-        return area / span if span > 0 else math.nan
-    return area
-
-
 def measure_names(early_visits=("D7", "D14"), auc_end="D28") -> list[str]:
     """The per-patient measures in table order."""
     return ["baseline", *[f"change_{v}" for v in early_visits], f"auc_{auc_end}"]
@@ -309,174 +294,6 @@ def patient_measures(
 # --------------------------------------------------------------------------------------------
 
 
-def auc_lower(x_resp, x_non) -> float:
-    """P(responder value < non-responder value) + P(tie)/2 = U_non / (n_resp n_non)."""
-    a = np.asarray(x_resp, dtype=float)[:, None]
-    b = np.asarray(x_non, dtype=float)[None, :]
-    return float(np.mean((a < b) + 0.5 * (a == b)))
-
-
-def mann_whitney(x_resp, x_non, rng=None, n_perm: int = 9999) -> tuple[float, str]:
-    """Two-sided Mann-Whitney p-value: exact without ties, permutation with ties."""
-    x_resp = np.asarray(x_resp, dtype=float)
-    x_non = np.asarray(x_non, dtype=float)
-    pooled = np.concatenate([x_resp, x_non])
-    if len(np.unique(pooled)) == len(pooled):
-        res = stats.mannwhitneyu(x_non, x_resp, alternative="two-sided", method="exact")
-        return float(res.pvalue), "exact"
-    n_assign = math.comb(len(pooled), len(x_resp))
-    how = (
-        "exact permutation (ties)"
-        if n_assign <= n_perm
-        else (f"permutation, {n_perm} resamples (ties)")
-    )
-    method = stats.PermutationMethod(n_resamples=n_perm, rng=rng)
-    res = stats.mannwhitneyu(x_non, x_resp, alternative="two-sided", method=method)
-    return float(res.pvalue), how
-
-
-def _counts(idx, n):
-    w = np.zeros((idx.shape[0], n))
-    np.add.at(w, (np.repeat(np.arange(idx.shape[0]), idx.shape[1]), idx.ravel()), 1.0)
-    return w
-
-
-def bootstrap_auc_ci(x_resp, x_non, rng, n_boot: int = 2000, level: float = 0.95):
-    """Percentile CI of :func:`auc_lower`, resampling patients within each group."""
-    a = np.asarray(x_resp, dtype=float)
-    b = np.asarray(x_non, dtype=float)
-    if n_boot <= 0:
-        return math.nan, math.nan
-    s = (a[:, None] < b[None, :]) + 0.5 * (a[:, None] == b[None, :])
-    wa = _counts(rng.integers(0, len(a), (n_boot, len(a))), len(a))
-    wb = _counts(rng.integers(0, len(b), (n_boot, len(b))), len(b))
-    boot = np.einsum("bi,ij,bj->b", wa, s, wb) / (len(a) * len(b))
-    q = (1 - level) / 2
-    lo, hi = np.quantile(boot, [q, 1 - q])
-    return float(lo), float(hi)
-
-
-def separation(x, y) -> str | None:
-    """'complete' or 'quasi-complete' when a threshold on x splits y, else None."""
-    x = np.asarray(x, dtype=float)
-    y = np.asarray(y, dtype=bool)
-    x1, x0 = x[y], x[~y]
-    if x1.max() < x0.min() or x0.max() < x1.min():
-        return "complete"
-    if x1.max() <= x0.min() or x0.max() <= x1.min():
-        return "quasi-complete"
-    return None
-
-
-def logistic_per_sd(x, y, level: float = 0.95) -> dict:
-    """Logit(responder) ~ standardised x: OR per SD, Wald CI, likelihood-ratio p-value."""
-    import statsmodels.api as sm
-    from statsmodels.tools.sm_exceptions import ConvergenceWarning
-
-    x = np.asarray(x, dtype=float)
-    y = np.asarray(y, dtype=float)
-    out = {
-        "effect": math.nan,
-        "ci_low": math.nan,
-        "ci_high": math.nan,
-        "pvalue": math.nan,
-        "converged": False,
-        "note": "",
-    }
-    sd = x.std(ddof=1)
-    if not sd > 0:
-        out["note"] = "feature constant: no fit"
-        return out
-    sep = separation(x, y > 0.5)
-    if sep:
-        out["note"] = (
-            f"{sep} separation: maximum-likelihood odds ratio does not exist "
-            "(see the Mann-Whitney AUC)"
-        )
-        return out
-    z = (x - x.mean()) / sd
-    design = sm.add_constant(z, has_constant="add")
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            fit = sm.Logit(y, design).fit(method="newton", maxiter=100, disp=False)
-        except (np.linalg.LinAlgError, ValueError) as exc:
-            out["note"] = f"fit failed: {exc}"
-            return out
-    beta, se = float(fit.params[1]), float(fit.bse[1])
-    ok = bool(fit.mle_retvals.get("converged", False)) and np.isfinite(se) and se > 0
-    conv_warn = [w for w in caught if issubclass(w.category, ConvergenceWarning)]
-    ok = ok and not conv_warn
-    zq = stats.norm.ppf(0.5 + level / 2)
-    lr = max(2.0 * (float(fit.llf) - float(fit.llnull)), 0.0)
-    out.update(
-        effect=math.exp(beta),
-        ci_low=math.exp(beta - zq * se),
-        ci_high=math.exp(beta + zq * se),
-        pvalue=float(stats.chi2.sf(lr, 1)),
-        converged=ok,
-        note="likelihood-ratio p; Wald CI",
-    )
-    if not ok:
-        out["note"] = "did not converge: numbers unreliable, not in BH"
-    return out
-
-
-def _spearman_rows(xs, ys):
-    rx = stats.rankdata(xs, axis=-1)
-    ry = stats.rankdata(ys, axis=-1)
-    rx = rx - rx.mean(axis=-1, keepdims=True)
-    ry = ry - ry.mean(axis=-1, keepdims=True)
-    den = np.sqrt((rx * rx).sum(axis=-1) * (ry * ry).sum(axis=-1))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(den > 0, (rx * ry).sum(axis=-1) / np.where(den > 0, den, 1.0), np.nan)
-
-
-def spearman_ordinal(
-    x, rank, rng, n_perm: int = 9999, n_boot: int = 2000, level: float = 0.95
-) -> dict:
-    """Spearman rho of x with an ordinal response: permutation p, bootstrap percentile CI."""
-    x = np.asarray(x, dtype=float)
-    r = np.asarray(rank, dtype=float)
-    out = {
-        "effect": math.nan,
-        "ci_low": math.nan,
-        "ci_high": math.nan,
-        "pvalue": math.nan,
-        "note": "",
-    }
-    if len(np.unique(x)) < 2 or len(np.unique(r)) < 2:
-        out["note"] = "no variation in the feature or the response class"
-        return out
-    rho = float(_spearman_rows(x, r))
-    # permuting x alone gives all n! pairings (exact when n! <= n_perm)
-    res = stats.permutation_test(
-        (x,),
-        lambda a, axis=-1: _spearman_rows(a, r),
-        permutation_type="pairings",
-        vectorized=True,
-        n_resamples=n_perm,
-        alternative="two-sided",
-        rng=rng,
-    )
-    lo = hi = math.nan
-    if n_boot > 0:
-        idx = rng.integers(0, len(x), (n_boot, len(x)))
-        boot = _spearman_rows(x[idx], r[idx])
-        boot = boot[np.isfinite(boot)]
-        q = (1 - level) / 2
-        if len(boot) >= n_boot // 2:
-            lo, hi = (float(v) for v in np.quantile(boot, [q, 1 - q]))
-    out.update(
-        effect=rho,
-        ci_low=lo,
-        ci_high=hi,
-        pvalue=float(res.pvalue),
-        note=f"permutation p ({n_perm} resamples); bootstrap CI",
-    )
-    return out
-
-
 def _rng_for(seed, *keys):
     # one stream per feature x measure, so results do not depend on which others are run
     return np.random.default_rng([int(seed), zlib.crc32("|".join(map(str, keys)).encode())])
@@ -510,7 +327,7 @@ def associate(
     note: str = "",
 ) -> pd.DataFrame:
     """Mann-Whitney/AUC, logistic and Spearman rows for each feature x measure (no padj)."""
-    resp = _responder_table(responders)
+    resp = as_responders(responders)
     d = measures.merge(resp, on="patient_id", how="inner")
     rows = []
     for (feature, measure), g in d.groupby(["feature", "measure"], sort=False):
@@ -632,7 +449,7 @@ def trajectory_rows(
         m, name = m[keep], name[keep]
     n_resp = {}
     if long is not None and responders is not None:
-        resp = _responder_table(responders)
+        resp = as_responders(responders)
         d = long[["feature", "patient_id"]].drop_duplicates().merge(resp, on="patient_id")
         n_resp = d[d["responder"] == True].groupby("feature")["patient_id"].nunique()  # noqa: E712
         n_resp = n_resp.to_dict()
@@ -741,11 +558,6 @@ def response_associations(
     return sort_table(table, measure_names(early_visits, auc_end))
 
 
-# --------------------------------------------------------------------------------------------
-# Figures
-# --------------------------------------------------------------------------------------------
-
-
 def top_features(table: pd.DataFrame, k: int = 20, measures=None) -> pd.DataFrame:
     """Mann-Whitney rows with the smallest p-values (ties: AUC farthest from 0.5)."""
     t = table[(table["test"] == "mann_whitney") & np.isfinite(table["pvalue"].astype(float))]
@@ -754,136 +566,3 @@ def top_features(table: pd.DataFrame, k: int = 20, measures=None) -> pd.DataFram
     t = t.assign(_d=-(t["auc"].astype(float) - 0.5).abs())
     t = t.sort_values(["pvalue", "_d", "family", "feature", "measure"], kind="mergesort")
     return t.drop(columns="_d").head(k).reset_index(drop=True)
-
-
-def _label(r):
-    return f"{r.feature} ({r.family}) {r.measure}"
-
-
-def plot_auc_forest(table: pd.DataFrame, k: int = 20):
-    """Forest plot: AUC and bootstrap CI of the top feature x measure rows."""
-    import matplotlib.pyplot as plt
-
-    top = top_features(table, k)
-    fig, ax = plt.subplots(figsize=(7.5, 0.32 * max(len(top), 3) + 1.4))
-    colors = dict(zip(FAMILIES, OKABE_ITO[2:5], strict=True))
-    y = np.arange(len(top))[::-1]
-    for yi, r in zip(y, top.itertuples(index=False), strict=True):
-        c = colors.get(r.family, "black")
-        ax.plot([r.ci_low, r.ci_high], [yi, yi], color=c, lw=1.5)
-        ax.plot(r.auc, yi, "o", color=c, ms=5)
-        mark = "*" if pd.notna(r.padj) and r.padj < 0.05 else ""
-        ax.text(
-            1.02,
-            yi,
-            f"p={r.pvalue:.2g}{mark}",
-            va="center",
-            fontsize=7,
-            transform=ax.get_yaxis_transform(),
-        )
-    ax.axvline(0.5, color="grey", ls="--", lw=0.8)
-    ax.set_yticks(y, [_label(r) for r in top.itertuples(index=False)], fontsize=7)
-    ax.set_xlim(-0.03, 1.03)
-    ax.set_xlabel("AUC: P(responder value < non-responder value), 95% bootstrap CI")
-    for fam, c in colors.items():
-        ax.plot([], [], "o", color=c, label=fam)
-    ax.legend(loc="lower left", fontsize=7, frameon=False)
-    ax.set_title(
-        f"Top {len(top)} associations with response (Mann-Whitney; * FDR < 0.05)", fontsize=9
-    )
-    if top.empty:
-        ax.text(0.5, 0.5, "no testable feature", ha="center", transform=ax.transAxes)
-    return fig
-
-
-def plot_early_change(
-    long_by_family: dict,
-    responders: pd.DataFrame,
-    table: pd.DataFrame,
-    baseline: str = "D0",
-    early_visits=("D7", "D14"),
-    k: int = 6,
-):
-    """Paired dot plots (baseline to early visits, one line per patient) of the top features
-    for early change, responders and non-responders side by side."""
-    import matplotlib.pyplot as plt
-
-    top = top_features(table, 10 * k, measures=[f"change_{v}" for v in early_visits])
-    top = top.drop_duplicates(["family", "feature"]).head(k)
-    resp = _responder_table(responders)
-    ncol = min(3, max(len(top), 1))
-    nrow = max(1, math.ceil(len(top) / ncol))
-    fig, axes = plt.subplots(nrow, ncol, figsize=(3.6 * ncol, 3.0 * nrow), squeeze=False)
-    vis = [baseline, *early_visits]
-    for ax, r in zip(axes.ravel(), top.itertuples(index=False), strict=False):
-        d = long_by_family[r.family]
-        d = d[(d["feature"] == r.feature) & d["visit"].isin(vis)]
-        d = d.merge(resp, on="patient_id")
-        for gi, (flag, label) in enumerate(((True, "responder"), (False, "non-responder"))):
-            g = d[d["responder"] == flag]  # noqa: E712
-            for _, p in g.groupby("patient_id"):
-                xs = [gi * (len(vis) + 1) + vis.index(v) for v in p["visit"]]
-                order = np.argsort(xs)
-                ax.plot(
-                    np.array(xs)[order],
-                    p["value"].to_numpy()[order],
-                    "-o",
-                    ms=3,
-                    lw=0.8,
-                    alpha=0.7,
-                    color=RESPONSE_COLORS[label],
-                )
-        ticks = [gi * (len(vis) + 1) + j for gi in range(2) for j in range(len(vis))]
-        ax.set_xticks(ticks, vis * 2, fontsize=7)
-        ax.set_title(
-            f"{r.feature} ({r.family})\n{r.measure}: AUC {r.auc:.2f}, p={r.pvalue:.2g}", fontsize=8
-        )
-        ax.tick_params(axis="y", labelsize=7)
-    for ax in axes.ravel()[len(top) :]:
-        ax.axis("off")
-    for label in ("responder", "non-responder"):
-        axes[0, 0].plot([], [], "-o", color=RESPONSE_COLORS[label], label=label)
-    axes[0, 0].legend(fontsize=7, frameon=False)
-    fig.suptitle("Early change by response group (one line per patient)", fontsize=9)
-    fig.tight_layout()
-    return fig
-
-
-def plot_effect_heatmap(table: pd.DataFrame, measures, k: int = 40, fdr: float = 0.05):
-    """Heatmap features x measures coloured by Mann-Whitney AUC; * FDR < fdr, . p < 0.05."""
-    import matplotlib.pyplot as plt
-
-    t = table[(table["test"] == "mann_whitney") & table["measure"].isin(list(measures))]
-    best = t.groupby(["family", "feature"])["pvalue"].min().sort_values(kind="mergesort")
-    keep = best.head(k).index
-    t = t.set_index(["family", "feature"]).loc[lambda x: x.index.isin(keep)].reset_index()
-    rows = [f"{f} ({fam})" for fam, f in keep]
-    auc = t.pivot_table(index=["family", "feature"], columns="measure", values="auc")
-    auc = auc.reindex(index=keep, columns=list(measures))
-    padj = t.pivot_table(index=["family", "feature"], columns="measure", values="padj")
-    padj = padj.reindex(index=keep, columns=list(measures))
-    pv = t.pivot_table(index=["family", "feature"], columns="measure", values="pvalue")
-    pv = pv.reindex(index=keep, columns=list(measures))
-    fig, ax = plt.subplots(figsize=(1.1 * len(measures) + 3.2, 0.26 * max(len(rows), 3) + 1.6))
-    im = ax.imshow(auc.to_numpy(float), cmap="RdBu_r", vmin=0, vmax=1, aspect="auto")
-    for i in range(len(rows)):
-        for j in range(len(measures)):
-            q, p = padj.iat[i, j], pv.iat[i, j]
-            mark = "*" if pd.notna(q) and q < fdr else ("." if pd.notna(p) and p < 0.05 else "")
-            if mark:
-                dark = abs(auc.iat[i, j] - 0.5) > 0.3
-                ax.text(
-                    j,
-                    i,
-                    mark,
-                    ha="center",
-                    va="center",
-                    fontsize=9,
-                    color="white" if dark else "black",
-                )
-    ax.set_xticks(range(len(measures)), list(measures), rotation=30, ha="right", fontsize=8)
-    ax.set_yticks(range(len(rows)), rows, fontsize=7)
-    cb = fig.colorbar(im, ax=ax, shrink=0.6)
-    cb.set_label("AUC (>0.5: lower in responders)", fontsize=8)
-    ax.set_title(f"Association with response (* FDR < {fdr:g}, . p < 0.05)", fontsize=9)
-    return fig

@@ -95,6 +95,15 @@ def as_responders(df: pd.DataFrame, source="responders") -> pd.DataFrame:
     return out
 
 
+def response_label(flag) -> str:
+    """Map a responder flag (True/False/None) to its group label."""
+    if flag is True or flag == "True":
+        return "responder"
+    if flag is False or flag == "False":
+        return "non-responder"
+    return "unknown"
+
+
 def read_responders(path) -> pd.DataFrame:
     """clinical/responders.tsv in the form of :func:`as_responders`."""
     return as_responders(_read(path, text=RESPONDER_COLUMNS), source=str(path))

@@ -782,8 +782,8 @@ def plot_summary(summary: pd.DataFrame, png_path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from rhlh.figures import OKABE_ITO
     from rhlh.io import save_figure
-    from rhlh.plotting import OKABE_ITO
 
     data = summary[summary["stage"] != "simulate"].dropna(subset=["wall_s"])
     stages = list(pd.unique(data["stage"]))

@@ -3,10 +3,12 @@ cumulative incidence of response, PK concentrations."""
 
 from __future__ import annotations
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
 from rhlh.clinical.endpoints import RESPONSE_VISITS
+from rhlh.figures import OKABE_ITO
 
 
 def _steps(table: pd.DataFrame, column: str, start: float):
@@ -18,10 +20,6 @@ def _steps(table: pd.DataFrame, column: str, start: float):
 def plot_km(km: pd.DataFrame, risk: pd.DataFrame, horizon: float = 56):
     """Kaplan-Meier curve of survival until HSCT with CI band, censor ticks and numbers at
     risk under the axis."""
-    import matplotlib.pyplot as plt
-
-    from rhlh.plotting import OKABE_ITO
-
     fig, ax = plt.subplots(figsize=(6, 4.2))
     t, s = _steps(km, "survival", 1.0)
     _, lo = _steps(km, "ci_low", 1.0)
@@ -64,10 +62,6 @@ def plot_km(km: pd.DataFrame, risk: pd.DataFrame, horizon: float = 56):
 
 def plot_response_rates(rates: pd.DataFrame, visits=RESPONSE_VISITS):
     """Response rates by visit (CR and PR-or-better) with exact 95% CI error bars."""
-    import matplotlib.pyplot as plt
-
-    from rhlh.plotting import OKABE_ITO
-
     fig, ax = plt.subplots(figsize=(7, 4))
     order = [v for v in visits if v in set(rates["visit"])]
     x = np.arange(len(order))
@@ -108,10 +102,6 @@ def plot_cuminc(
     title: str = "Cumulative incidence (death competing)",
 ):
     """Aalen-Johansen cumulative incidence step curves, one per named table."""
-    import matplotlib.pyplot as plt
-
-    from rhlh.plotting import OKABE_ITO
-
     fig, ax = plt.subplots(figsize=(6, 4))
     for k, (name, cif) in enumerate(curves.items()):
         t, y = _steps(cif, "cuminc", 0.0)
@@ -127,10 +117,6 @@ def plot_cuminc(
 
 def plot_pk(values: pd.DataFrame, matrix: str, visits=None):
     """Concentrations in one matrix by visit (log scale), below-LLOQ readings as open marks."""
-    import matplotlib.pyplot as plt
-
-    from rhlh.plotting import OKABE_ITO
-
     v = values[values["matrix"] == matrix]
     order = [x for x in (visits or sorted(v["visit"].unique())) if x in set(v["visit"])]
     fig, ax = plt.subplots(figsize=(max(5, 0.7 * len(order) + 2), 4))

@@ -1,7 +1,5 @@
-"""Expression QC figures: library sizes, PCA, sample distances, variance by batch/visit/patient.
-
-Each function draws one figure and saves it as PNG + PDF with ``rhlh.io.save_figure``.
-"""
+"""Figures of the expression stage (QC): library sizes, PCA, sample distances, variance by
+batch/visit/patient. Each function returns one figure; the rule script saves it."""
 
 from __future__ import annotations
 
@@ -12,8 +10,7 @@ from matplotlib import pyplot as plt
 from scipy.cluster.hierarchy import leaves_list, linkage
 from scipy.spatial.distance import squareform
 
-from rhlh import plotting
-from rhlh.io import save_figure
+from rhlh.figures import OKABE_ITO, RESPONSE_COLORS
 
 FACTOR_LABELS = {"batch": "batch", "visit": "visit", "patient_id": "patient"}
 
@@ -22,8 +19,8 @@ def _palette(levels, kind=None) -> dict:
     """Colours for the levels of a factor: response colours, else Okabe-Ito, else husl."""
     levels = list(levels)
     if kind == "response":
-        return {lv: plotting.RESPONSE_COLORS.get(lv, "#999999") for lv in levels}
-    base = list(plotting.OKABE_ITO)
+        return {lv: RESPONSE_COLORS.get(lv, "#999999") for lv in levels}
+    base = list(OKABE_ITO)
     if kind == "batch":
         # start elsewhere in the palette so batch bars never reuse the visit colours
         base = base[4:] + base[:4]
@@ -39,7 +36,7 @@ def _levels(values: pd.Series, order=None) -> list:
     return sorted(present)
 
 
-def plot_library_sizes(qc: pd.DataFrame, path, group: str = "batch") -> None:
+def plot_library_sizes(qc: pd.DataFrame, group: str = "batch"):
     """Library size and detected genes per sample, by batch; flagged samples labelled."""
     data = qc[~qc["excluded"].astype(bool)].copy() if "excluded" in qc else qc.copy()
     data[group] = data[group].astype(str)
@@ -83,19 +80,18 @@ def plot_library_sizes(qc: pd.DataFrame, path, group: str = "batch") -> None:
     axes[0].set_title("Library size per sample")
     axes[1].set_title("Detected genes per sample")
     fig.tight_layout()
-    save_figure(fig, path)
+    return fig
 
 
 def plot_pca(
     scores: pd.DataFrame,
     variance_fraction: pd.Series,
     color: pd.Series,
-    path,
     title: str,
     order=None,
     kind=None,
     flagged=(),
-) -> None:
+):
     """PC1 vs PC2 of the VST, coloured by one sample annotation (visit, batch, response...)."""
     # object first: a categorical column (as read from h5ad) refuses the new label
     color = color.reindex(scores.index).astype(object).fillna("unknown").astype(str)
@@ -136,12 +132,10 @@ def plot_pca(
         ncol=ncol,
     )
     fig.tight_layout()
-    save_figure(fig, path)
+    return fig
 
 
-def plot_sample_distances(
-    dist: pd.DataFrame, annotations: pd.DataFrame, path, visit_order=None
-) -> None:
+def plot_sample_distances(dist: pd.DataFrame, annotations: pd.DataFrame, visit_order=None):
     """Heatmap of Euclidean sample-to-sample VST distances, clustered, with visit/batch bars."""
     d = dist.to_numpy()
     order = (
@@ -197,10 +191,10 @@ def plot_sample_distances(
         fontsize=7,
         frameon=False,
     )
-    save_figure(fig, path)
+    return fig
 
 
-def plot_batch_variance(table: pd.DataFrame, path) -> None:
+def plot_batch_variance(table: pd.DataFrame):
     """Per-PC R^2 of batch, visit and patient, with each PC's share of variance."""
     per_pc = table[table["component"] != "weighted"].copy()
     pcs = list(dict.fromkeys(per_pc["component"]))
@@ -232,4 +226,4 @@ def plot_batch_variance(table: pd.DataFrame, path) -> None:
     ax.set_title("Variance of the expression PCs explained by batch, visit and patient")
     ax.legend(frameon=False, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3)
     fig.tight_layout()
-    save_figure(fig, path)
+    return fig
