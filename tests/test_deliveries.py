@@ -20,7 +20,7 @@ from rhlh.contract import quant as Q
 from rhlh.contract.counts import estimator_of, match_sample_columns, read_counts, sample_name
 from rhlh.contract.genesets import load_gene_sets
 from rhlh.errors import InputError
-from rhlh.signatures import match_gene_sets
+from rhlh.signatures.scoring import match_gene_sets
 
 from .conftest import EXAMPLE, REPO, run_workflow
 
