@@ -23,7 +23,13 @@ from rhlh.workflow_support import (
 validate(config, BASE / "workflow/schemas/config.schema.yaml", set_default=True)
 
 RESULTS = config["results"].rstrip("/")
+# the shipped example cohort is found relative to the workflow too (a deployed copy runs it
+# with no edit); a user's cohort is relative to the working directory
+if not Path(config["cohort"]).exists() and (BASE / config["cohort"]).exists():
+    config["cohort"] = str(BASE / config["cohort"])
 # shipped gene sets are found relative to the workflow, a user's relative to the working dir
+# (the names as configured label the gene sets' source in the tables, wherever the workflow is)
+GENESET_LABELS = list(config["genesets"])
 config["genesets"] = [
     g if Path(g).is_absolute() or Path(g).exists() else str(BASE / g)
     for g in config["genesets"]

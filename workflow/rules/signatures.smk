@@ -43,7 +43,7 @@ rule signatures_score:
         min_genes=SIG["min_genes"],
         short_max=SIG["short_max"],
         aucell_top=SIG["aucell_top"],
-        gmt_labels=config["genesets"],
+        gmt_labels=GENESET_LABELS,
         exclude_samples=config["expression"]["exclude_samples"],
     script:
         "../../scripts/signatures_score.py"
