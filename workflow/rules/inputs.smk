@@ -43,6 +43,16 @@ rule ingest_counts:
             if HAS_CELL_TYPES
             else []
         ),
+        # single-cell: cell QC tables (rhlh.singlecell), written while summing the cells
+        singlecell_qc=(
+            [
+                res("singlecell/qc_samples.tsv"),
+                res("singlecell/qc_profiles.tsv"),
+                res("singlecell/qc_cells.tsv.gz"),
+            ]
+            if SINGLE_CELL
+            else []
+        ),
     log:
         logp("ingest_counts"),
     benchmark:
@@ -55,6 +65,7 @@ rule ingest_counts:
         runtime=60,
     params:
         sample_mismatch=config["sample_mismatch"],
+        singlecell=config["singlecell"] if SINGLE_CELL else {},
     script:
         "../../scripts/inputs_ingest_counts.py"
 
