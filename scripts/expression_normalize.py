@@ -37,6 +37,8 @@ log.info(
     info["vst_fit_type"],
     np.round(info["vst_trend_coeffs"], 4).tolist(),
 )
+# scanpy's PCA slots (obsm X_pca, varm PCs, uns pca): sc.pl.pca(norm, color="visit") works
+ex.store_pca(norm, layer="vst", n_top_genes=p.pca_top_genes)
 write_h5ad(norm, sm.output.h5ad)
 
 # the full gene filter table, same samples and thresholds as the normalized object
