@@ -381,7 +381,8 @@ def write_cohort(
     """Write a cohort folder with the data contract's file names; returns the paths.
 
     Single-cell (``h5ad-sc``): each sample's counts are split over ``cells_per_sample`` cells
-    whose cell types are drawn with ``SC_BASE_PROPORTIONS`` (equal weights for other names),
+    whose cell types are drawn with ``SC_BASE_PROPORTIONS`` (equal weights unless every name
+    is one of those),
     changed in responders over time by ``composition_change`` ({cell type: log weight change
     at the plateau}, default ``SC_COMPOSITION_CHANGE``: CD8 T cells falling; ``{}`` for none).
     ``low_quality_fraction`` / ``high_mt_fraction`` > 0 plant extra cells with few genes and
@@ -448,7 +449,11 @@ def split_counts_to_cells(counts_row: np.ndarray, n_cells: int, rng) -> np.ndarr
 def cell_type_weights(cell_types, day, responder, composition_change=None) -> np.ndarray:
     """Cell-type probabilities of one sample (planted change in responders, plateau by D21)."""
     change = SC_COMPOSITION_CHANGE if composition_change is None else composition_change
-    base = np.array([SC_BASE_PROPORTIONS.get(c, 1.0 / len(cell_types)) for c in cell_types])
+    # the default types take their baseline proportions, any other set of names equal ones
+    if all(c in SC_BASE_PROPORTIONS for c in cell_types):
+        base = np.array([SC_BASE_PROPORTIONS[c] for c in cell_types])
+    else:
+        base = np.ones(len(cell_types))
     shift = np.array([change.get(c, 0.0) for c in cell_types]) if responder else 0.0
     w = base * np.exp(shift * min(day / 21.0, 1.0))
     return w / w.sum()
