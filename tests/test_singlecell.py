@@ -102,14 +102,15 @@ def test_qc_metrics_are_scanpys(planted):
 
 def test_sample_and_profile_minimums(planted, cohort):
     path, _ = planted
-    # a strict mitochondrial threshold removes ~40% of the good cells: kept numbers vary
-    qc = sc.CellQC(
-        {**QC, "max_pct_mt": 4.0, "min_cells_per_sample": 60, "min_cells_per_profile": 20}
-    )
+    # a strict mitochondrial threshold removes about half of the good cells: kept numbers
+    # vary, and the median of them as the minimum drops some samples but not all
+    qc = sc.CellQC({**QC, "max_pct_mt": 3.0, "min_cells_per_profile": 20})
     raw = read_h5ad_counts(path, chunk_size=1000, cell_qc=qc)
+    minimum = int(np.median(sc.sample_qc_table(qc)["n_cells_kept"]))
+    qc.cfg["min_cells_per_sample"] = minimum
     kept_raw, sample_qc, profiles = sc.apply_cell_qc(raw, qc)
     dropped = sample_qc[sample_qc["status"] == "dropped"]
-    assert 0 < len(dropped) < len(sample_qc) and (dropped["n_cells_kept"] < 60).all()
+    assert 0 < len(dropped) < len(sample_qc) and (dropped["n_cells_kept"] < minimum).all()
     assert dropped["reason"].str.contains("min_cells_per_sample").all()
     assert set(kept_raw["samples"]) == set(
         sample_qc.loc[sample_qc["status"] == "kept", "sample_id"]
@@ -128,7 +129,7 @@ def test_sample_and_profile_minimums(planted, cohort):
     adata, by_ct, _ = build_count_objects(kept_raw, cohort["samples"], cohort["patients"])
     sc.add_profile_cells(by_ct, kept_raw["ct_n_cells"])
     assert (by_ct.obs["n_cells"] >= 20).all()
-    assert (adata.obs["n_cells"] >= 60).all()
+    assert (adata.obs["n_cells"] >= minimum).all()
 
 
 def test_flagged_sample(planted):

@@ -67,6 +67,7 @@ MT_GENES = [
     "MT-ND6",
     "MT-CYB",
 ]
+RIBO_GENES = ["RPS3", "RPS6", "RPS27A", "RPL3", "RPL13", "RPL41"]
 SC_CELL_TYPES = ("CD8T", "CD4T", "NK", "Mono", "B")
 SC_BASE_PROPORTIONS = {"CD8T": 0.25, "CD4T": 0.25, "NK": 0.15, "Mono": 0.25, "B": 0.10}
 SC_COMPOSITION_CHANGE = {"CD8T": -1.5}
@@ -386,8 +387,9 @@ def write_cohort(
     changed in responders over time by ``composition_change`` ({cell type: log weight change
     at the plateau}, default ``SC_COMPOSITION_CHANGE``: CD8 T cells falling; ``{}`` for none).
     ``low_quality_fraction`` / ``high_mt_fraction`` > 0 plant extra cells with few genes and
-    counts, or with a high mitochondrial fraction (``MT_GENES`` are then appended to the genes
-    and every cell gets some mitochondrial counts); obs["sim_quality"] says which cell is
+    counts, or with a high mitochondrial fraction (``MT_GENES`` and ``RIBO_GENES`` are then
+    appended to the genes and every cell gets some of their counts); obs["sim_quality"] says
+    which cell is
     ``ok``, ``low_quality`` or ``high_mt``. Without planted cells the cells sum back exactly to
     the bulk counts; with them, the ``ok`` cells do on the bulk genes.
     """
@@ -459,23 +461,32 @@ def cell_type_weights(cell_types, day, responder, composition_change=None) -> np
     return w / w.sum()
 
 
-def _planted_cells(n, counts_row, typical_total, n_mt, kind, rng):
+def _mt_ribo_counts(total, mt_frac, rng):
+    """Mitochondrial then ribosomal counts of a cell with ``total`` other counts: mt_frac of
+    those is mitochondrial, 10-30% ribosomal."""
+    n_mt, n_ribo = len(MT_GENES), len(RIBO_GENES)
+    mito = rng.multinomial(int(total * mt_frac / (1 - mt_frac)), np.ones(n_mt) / n_mt)
+    ribo = rng.multinomial(int(total * rng.uniform(0.1, 0.3)), np.ones(n_ribo) / n_ribo)
+    return np.concatenate([mito, ribo])
+
+
+def _planted_cells(n, counts_row, typical_total, kind, rng):
     """Low-quality cells (few genes, few counts) or high-mitochondrial cells of one sample."""
     n_genes = counts_row.size
-    cells = np.zeros((n, n_genes + n_mt), dtype=np.int64)
+    n_extra = len(MT_GENES) + len(RIBO_GENES)
+    cells = np.zeros((n, n_genes + n_extra), dtype=np.int64)
     expressed = np.flatnonzero(counts_row)
     for i in range(n):
         if kind == "low_quality":
             k = int(rng.integers(5, 31))
             genes = rng.choice(expressed, size=min(k, expressed.size), replace=False)
             cells[i, genes] = rng.integers(1, 3, genes.size)
-            cells[i, n_genes:] = rng.multinomial(int(rng.integers(0, 4)), np.ones(n_mt) / n_mt)
+            extra = rng.integers(0, 4)
+            cells[i, n_genes + rng.integers(0, n_extra, extra)] += 1
         else:
             total = int(typical_total * rng.uniform(0.6, 1.4))
             cells[i, :n_genes] = rng.multinomial(total, counts_row / counts_row.sum())
-            frac = rng.uniform(0.35, 0.7)
-            n_mito = int(total * frac / (1 - frac))
-            cells[i, n_genes:] = rng.multinomial(n_mito, np.ones(n_mt) / n_mt)
+            cells[i, n_genes:] = _mt_ribo_counts(total, rng.uniform(0.35, 0.7), rng)
     return cells
 
 
@@ -501,10 +512,14 @@ def _write_h5ad_counts(
     else:
         rng = np.random.default_rng(cohort["seed"] + 1)
         plant = low_quality_fraction > 0 or high_mt_fraction > 0
-        n_mt = len(MT_GENES) if plant else 0
         if plant:
+            names = MT_GENES + RIBO_GENES
             mt = pd.DataFrame(
-                {"gene_id": [f"SIMMT{i + 1:02d}" for i in range(n_mt)], "gene_name": MT_GENES}
+                {
+                    "gene_id": [f"SIMMT{i + 1:02d}" for i in range(len(MT_GENES))]
+                    + [f"SIMRB{i + 1:02d}" for i in range(len(RIBO_GENES))],
+                    "gene_name": names,
+                }
             )
             var = pd.concat([var, mt.set_index("gene_id", drop=False)])
             var.index.name = None
@@ -522,10 +537,7 @@ def _write_h5ad_counts(
             kinds = ["ok"] * cells_per_sample
             if plant:
                 totals = cells.sum(axis=1)
-                mito = np.zeros((cells_per_sample, n_mt), dtype=np.int64)
-                for i, t in enumerate(totals):
-                    frac = rng.uniform(0.01, 0.06)
-                    mito[i] = rng.multinomial(int(t * frac / (1 - frac)), np.ones(n_mt) / n_mt)
+                mito = np.stack([_mt_ribo_counts(t, rng.uniform(0.01, 0.06), rng) for t in totals])
                 cells = np.hstack([cells, mito])
                 extra = []
                 for kind, fraction in (
@@ -535,9 +547,7 @@ def _write_h5ad_counts(
                     n = int(rng.binomial(cells_per_sample, fraction))
                     if n:
                         extra.append(
-                            _planted_cells(
-                                n, cohort["counts"][k], np.median(totals), n_mt, kind, rng
-                            )
+                            _planted_cells(n, cohort["counts"][k], np.median(totals), kind, rng)
                         )
                         labels += list(rng.choice(types, n, p=p))
                         kinds += [kind] * n

@@ -107,7 +107,17 @@ def plot_qc_histograms(cells, thresholds=None):
         x = cells[metric].astype(float).to_numpy()
         log_scale = metric in ("n_genes", "total_counts")
         vals = np.log10(x + 1) if log_scale else x
-        bins = np.linspace(np.nanmin(vals), np.nanmax(vals) + 1e-9, 60)
+        ax.set_xlabel(f"log10({QC_LABELS[metric]} + 1)" if log_scale else QC_LABELS[metric])
+        if not len(vals) or np.nanmax(vals) == np.nanmin(vals):
+            ax.text(
+                0.5,
+                0.5,
+                f"all cells {np.nanmax(x) if len(x) else 0:g}",
+                ha="center",
+                transform=ax.transAxes,
+            )
+            continue
+        bins = np.linspace(np.nanmin(vals), np.nanmax(vals), 60)
         for status, mask in (("kept", cells["kept"]), ("removed", ~cells["kept"])):
             ax.hist(
                 vals[mask.to_numpy()],
@@ -119,7 +129,6 @@ def plot_qc_histograms(cells, thresholds=None):
         if marks.get(metric) is not None:
             t = marks[metric]
             ax.axvline(np.log10(t + 1) if log_scale else t, color="black", lw=0.8, ls="--")
-        ax.set_xlabel(f"log10({QC_LABELS[metric]} + 1)" if log_scale else QC_LABELS[metric])
         ax.set_yscale("log")
     axes[0].set_ylabel("cells")
     axes[0].legend(frameon=False, fontsize=8)
