@@ -271,6 +271,13 @@ def apply_cell_qc(raw: dict, qc: CellQC) -> tuple[dict, pd.DataFrame, pd.DataFra
         )
     profiles = profile_qc_table(raw, sample_qc, int(cfg["min_cells_per_profile"]))
     keep_s = set(sample_qc.loc[sample_qc["status"] == "kept", "sample_id"])
+    if not keep_s:
+        raise ValueError(
+            f"cell QC left no sample with >= {cfg['min_cells_per_sample']} cells "
+            f"({int(sample_qc['n_cells_kept'].sum())} of {int(sample_qc['n_cells_in'].sum())} "
+            "cells kept): check the thresholds of config section singlecell (min_genes, "
+            "min_counts, max_pct_mt) against these cells"
+        )
     pos = [i for i, s in enumerate(raw["samples"]) if s in keep_s]
     raw["samples"] = [raw["samples"][i] for i in pos]
     raw["counts"] = raw["counts"][pos]
