@@ -39,6 +39,7 @@ def test_singlecell_stage(tmp_path):
         "results/singlecell/figures/qc_violins.png",
         "results/singlecell/figures/composition_trajectories.png",
         "results/expression/normalized.h5ad",
+        "results/expression/normalized_by_cell_type.h5ad",
     ]
     extra = tmp_path / "singlecell.yaml"
     extra.write_text(SC_CONFIG)
@@ -86,6 +87,12 @@ def test_singlecell_stage(tmp_path):
     assert norm.varm["PCs"].shape == (norm.n_vars, norm.obsm["X_pca"].shape[1])
     ratio = np.asarray(norm.uns["pca"]["variance_ratio"])
     assert (np.diff(ratio) <= 1e-12).all() and 0 < ratio.sum() <= 1 + 1e-9
+    # per cell type: each profile's coordinates in its own cell type's PCA
+    by_ct = ad.read_h5ad(res / "expression/normalized_by_cell_type.h5ad")
+    assert by_ct.obsm["X_pca"].shape[0] == by_ct.n_obs
+    cd8 = by_ct[by_ct.obs["cell_type"] == "CD8T"].copy()
+    sc.pl.pca(cd8, color="visit", show=False)
+    assert list(by_ct.uns["pca_by_cell_type"]["cell_type"]) == sorted(set(by_ct.obs["cell_type"]))
 
 
 def test_bulk_cohort_has_no_singlecell_jobs(tmp_path, cohort_copy):
