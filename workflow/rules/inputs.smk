@@ -46,7 +46,11 @@ rule ingest_counts:
         # single-cell: cell QC tables (rhlh.singlecell), written while summing the cells
         singlecell_qc=(
             [
-                res("singlecell/qc_samples.tsv"),
+                report(
+                    res("singlecell/qc_samples.tsv"),
+                    caption="../report/singlecell_qc_samples.rst",
+                    category="Single-cell QC and composition",
+                ),
                 res("singlecell/qc_profiles.tsv"),
                 res("singlecell/qc_cells.tsv.gz"),
             ]
