@@ -14,6 +14,7 @@ report: "workflow/report/workflow.rst"
 # stages in pipeline order (a stage asks whether another one runs with produced(), common.smk)
 include: "workflow/rules/common.smk"
 include: "workflow/rules/inputs.smk"
+include: "workflow/rules/singlecell.smk"
 include: "workflow/rules/clinical.smk"
 include: "workflow/rules/expression.smk"
 include: "workflow/rules/de.smk"

@@ -37,6 +37,8 @@ log.info(
     info["vst_fit_type"],
     np.round(info["vst_trend_coeffs"], 4).tolist(),
 )
+# scanpy's PCA slots (obsm X_pca, varm PCs, uns pca): sc.pl.pca(norm, color="visit") works
+ex.store_pca(norm, layer="vst", n_top_genes=p.pca_top_genes)
 write_h5ad(norm, sm.output.h5ad)
 
 # the full gene filter table, same samples and thresholds as the normalized object
@@ -58,8 +60,13 @@ if sm.input.by_cell_type:
         fit_type=p.vst_fit_type,
         n_cpus=sm.threads,
     )
+    pca_parts = {}
     for name, part in groups.items():
         log.info("cell type %s: %d samples, %d genes kept", name, part.n_obs, part.n_vars)
+        # each cell type's own PCA (its VST, its most variable genes), scanpy's obsm slot
+        ex.store_pca(part, layer="vst", n_top_genes=p.pca_top_genes)
+        pca_parts[name] = (part.obs_names, part.obsm.pop("X_pca"), part.uns["pca"])
+        del part.varm["PCs"]
         part.uns = {}
     # genes kept differ by cell type: outer join, NaN where a gene was filtered out
     merged = ad.concat(groups, join="outer", index_unique=None)
@@ -74,5 +81,19 @@ if sm.input.by_cell_type:
         "size_factor_method": p.pseudobulk_size_factors,
         "by": "cell_type",
         "X": "vst",
+    }
+    # obsm X_pca: each row's coordinates in its own cell type's PCA (first k components,
+    # k shared), so sc.pl.pca(merged[merged.obs.cell_type == t], color="visit") works
+    k = min(scores.shape[1] for _, scores, _ in pca_parts.values())
+    x_pca = np.zeros((merged.n_obs, k))
+    ratio = np.zeros((len(pca_parts), k))
+    for i, (names, scores, info) in enumerate(pca_parts.values()):
+        x_pca[merged.obs_names.get_indexer(names)] = scores[:, :k]
+        ratio[i] = info["variance_ratio"][:k]
+    merged.obsm["X_pca"] = x_pca
+    merged.uns["pca_by_cell_type"] = {
+        "cell_type": list(pca_parts),
+        "variance_ratio": ratio,
+        "n_top_genes": int(p.pca_top_genes),
     }
     write_h5ad(merged, sm.output.by_cell_type[0])

@@ -62,7 +62,7 @@ def test_hostile_names_through_every_stage(tmp_path):
     work = tmp_path / "work"
     cohort = simulate_cohort(n_patients=6, n_genes=300, seed=3)
     cells = ("../../../../T", "NK cells/CD56+")
-    write_cohort(cohort, work / "cohort", "h5ad-sc", cells_per_sample=20, cell_types=cells)
+    write_cohort(cohort, work / "cohort", "h5ad-sc", cells_per_sample=40, cell_types=cells)
     escape_rel = "../" * 8 + str(tmp_path).lstrip("/") + "/PWNED_rel"
     escape_abs = str(tmp_path / "PWNED_abs")
     cyto = work / "cohort" / "cytokines.tsv"

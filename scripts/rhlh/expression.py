@@ -306,13 +306,9 @@ def normalize_by_group(adata: ad.AnnData, groupby: str = "cell_type", **kwargs) 
     return out
 
 
-def pca(adata: ad.AnnData, layer: str = "vst", n_components: int = 10, n_top_genes: int = 500):
-    """PCA of the n_top_genes most variable genes of a layer (centred, not scaled).
-
-    Returns (scores DataFrame PC1..PCk indexed by sample, variance_fraction Series): fractions
-    of the total variance of those genes, as DESeq2's plotPCA reports them. The sign of each
-    component is fixed so that its largest loading is positive, so reruns agree.
-    """
+def _pca_svd(adata: ad.AnnData, layer: str, n_top_genes: int):
+    """SVD of the centred n_top_genes most variable genes: (u, s, vt, gene positions), signs
+    fixed so that each component's largest loading is positive."""
     mat = adata.layers[layer] if layer else adata.X
     mat = mat.toarray() if sp.issparse(mat) else np.asarray(mat, dtype=float)
     variances = mat.var(axis=0, ddof=1)
@@ -320,11 +316,49 @@ def pca(adata: ad.AnnData, layer: str = "vst", n_components: int = 10, n_top_gen
     top = np.argsort(-variances, kind="stable")[: min(n_top_genes, mat.shape[1])]
     x = mat[:, top] - mat[:, top].mean(axis=0)
     u, s, vt = np.linalg.svd(x, full_matrices=False)
-    k = min(n_components, len(s))
-    for j in range(k):
+    for j in range(len(s)):
         if vt[j, np.argmax(np.abs(vt[j]))] < 0:
             u[:, j] *= -1
             vt[j] *= -1
+    return u, s, vt, top
+
+
+def store_pca(adata: ad.AnnData, layer: str = "vst", n_comps: int = 50, n_top_genes: int = 500):
+    """Store the PCA of :func:`pca` the way scanpy does, so ``sc.pl.pca`` works on the object.
+
+    obsm['X_pca'] (samples x k scores), varm['PCs'] (genes x k loadings, 0 for genes outside
+    the n_top_genes used), uns['pca'] with 'variance' (s^2 / (n - 1)), 'variance_ratio' (of
+    the total variance of the genes used, as DESeq2's plotPCA and scanpy report it) and
+    'params'. k = min(n_comps, samples - 1, genes used). In place; returns adata.
+    """
+    u, s, vt, top = _pca_svd(adata, layer, n_top_genes)
+    k = max(1, min(n_comps, adata.n_obs - 1, len(top)))
+    adata.obsm["X_pca"] = (u[:, :k] * s[:k]).astype(np.float64)
+    pcs = np.zeros((adata.n_vars, k))
+    pcs[top, :] = vt[:k].T
+    adata.varm["PCs"] = pcs
+    adata.uns["pca"] = {
+        "params": {
+            "zero_center": True,
+            "use_highly_variable": False,
+            "layer": layer or "X",
+            "n_top_genes": int(len(top)),
+        },
+        "variance": (s[:k] ** 2 / max(adata.n_obs - 1, 1)).astype(np.float64),
+        "variance_ratio": (s[:k] ** 2 / np.sum(s**2)).astype(np.float64),
+    }
+    return adata
+
+
+def pca(adata: ad.AnnData, layer: str = "vst", n_components: int = 10, n_top_genes: int = 500):
+    """PCA of the n_top_genes most variable genes of a layer (centred, not scaled).
+
+    Returns (scores DataFrame PC1..PCk indexed by sample, variance_fraction Series): fractions
+    of the total variance of those genes, as DESeq2's plotPCA reports them. The sign of each
+    component is fixed so that its largest loading is positive, so reruns agree.
+    """
+    u, s, vt, top = _pca_svd(adata, layer, n_top_genes)
+    k = min(n_components, len(s))
     names = [f"PC{j + 1}" for j in range(k)]
     scores = pd.DataFrame(u[:, :k] * s[:k], index=adata.obs_names, columns=names)
     var_frac = pd.Series((s**2 / np.sum(s**2))[:k], index=names, name="variance_fraction")

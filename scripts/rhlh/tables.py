@@ -130,6 +130,43 @@ def read_patients(path) -> pd.DataFrame:
     return _read(path, text=("patient_id",), na_text=True)
 
 
+# --- single cell ----------------------------------------------------------------------------
+
+
+def read_sample_qc(path) -> pd.DataFrame:
+    """singlecell/qc_samples.tsv: one row per sample (cells in / kept, medians, flag, status)."""
+    df = _read(path, text=("sample_id", "status", "reason"))
+    df["flagged"] = df["flagged"].map(_FLAGS).astype(bool)
+    return df
+
+
+def read_profile_qc(path) -> pd.DataFrame:
+    """singlecell/qc_profiles.tsv: one row per sample x cell type (cells, status, reason)."""
+    return _read(path, text=("sample_id", "cell_type", "status", "reason"))
+
+
+def read_cell_qc(path) -> pd.DataFrame:
+    """singlecell/qc_cells.tsv.gz: one row per cell (metrics, kept, reason)."""
+    df = pd.read_csv(
+        path,
+        sep="\t",
+        dtype={c: str for c in ("cell_id", "sample_id", "cell_type", "reason")},
+        keep_default_na=False,
+        na_values={
+            c: [""] for c in ("n_genes", "total_counts", "pct_counts_mt", "pct_counts_ribo")
+        },
+    )
+    df["kept"] = df["kept"].map(_FLAGS).astype(bool)
+    return df
+
+
+def read_composition(path) -> pd.DataFrame:
+    """singlecell/composition/cell_counts.tsv: cells per sample x cell type, proportions."""
+    df = _read(path, text=("sample_id", "patient_id", "visit", "cell_type", "responder"))
+    df["responder"] = df["responder"].map(_FLAGS)
+    return df
+
+
 # --- signatures -----------------------------------------------------------------------------
 
 

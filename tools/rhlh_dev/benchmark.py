@@ -401,11 +401,44 @@ def make_sc_cohort(size: CellSize, folder, seed: int) -> dict:
     return meta
 
 
-def check_pseudobulk(counts_path, chunk_size: int, expected: dict | None = None) -> dict:
-    """Stream a single-cell h5ad into pseudobulk (rhlh.contract.counts.read_counts); check sums."""
-    from rhlh.contract.counts import read_counts
+# cell QC thresholds that every simulated benchmark cell (Poisson(120) UMIs, no MT- genes)
+# passes, so the pseudobulk sums can still be checked while the QC cost is measured
+BENCH_CELL_QC = {
+    "min_genes": 10,
+    "min_counts": 20,
+    "max_pct_mt": 20.0,
+    "mad_filter": False,
+    "n_mads": 5.0,
+    "min_cells_per_sample": 20,
+    "max_fraction_removed": 0.5,
+    "min_cells_per_profile": 10,
+}
 
-    out = read_counts(counts_path, chunk_size=chunk_size)
+
+def check_pseudobulk(
+    counts_path, chunk_size: int, expected: dict | None = None, cell_qc_dir=None
+) -> dict:
+    """Stream a single-cell h5ad into pseudobulk (rhlh.contract.counts.read_counts); check sums.
+
+    ``cell_qc_dir``: also run the cell QC as ingest_counts does (scanpy metrics per chunk,
+    ``BENCH_CELL_QC``, QC tables and the per-cell table written into that folder).
+    """
+    from rhlh.contract.counts import read_counts, read_h5ad_counts
+
+    if cell_qc_dir is not None:
+        from rhlh import singlecell as sc
+        from rhlh.io import write_tsv
+
+        qc = sc.CellQC(BENCH_CELL_QC)
+        out = read_h5ad_counts(counts_path, chunk_size=chunk_size, cell_qc=qc)
+        out, sample_qc, profile_qc = sc.apply_cell_qc(out, qc)
+        folder = Path(cell_qc_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        write_tsv(sample_qc, folder / "qc_samples.tsv")
+        write_tsv(profile_qc, folder / "qc_profiles.tsv")
+        sc.write_cell_table(qc.cell_table(), folder / "qc_cells.tsv.gz")
+    else:
+        out = read_counts(counts_path, chunk_size=chunk_size)
     sums = dict(zip(out["samples"], out["counts"].sum(axis=1).tolist(), strict=True))
     ok = None
     if expected is not None:
@@ -573,6 +606,8 @@ def run_sc(label, size: CellSize, args, root: Path) -> list[dict]:
             base / "pseudobulk.json",
             "--expected",
             _stamp(folder),
+            "--cell-qc",
+            base / "cell_qc",
         ]
         m = measure_command(cmd, base / "logs" / "pseudobulk.log", env=env)
         status = "ok"
@@ -602,6 +637,11 @@ def run_sc(label, size: CellSize, args, root: Path) -> list[dict]:
             if m.rc == 0:
                 targets = json.loads((base / "targets.json").read_text())
                 cmd = snakemake_cmd(wd, folder, res, args.cores, targets["inputs"], args.profile)
+                # the simulated cells hold ~120 UMIs: QC thresholds they pass (config defaults
+                # are for real 10x cells and would remove them all)
+                qc_config = base / "singlecell.json"
+                qc_config.write_text(json.dumps({"singlecell": BENCH_CELL_QC}))
+                cmd.insert(cmd.index("--configfile") + 2, qc_config)
                 m = measure_command(cmd, base / "logs" / "inputs.log", env=env)
                 rows.append(
                     _row(label, "single-cell", meta, "inputs", m, jobs_done(m.log), repeat=rep)
@@ -952,9 +992,12 @@ def _sub_main(cmd: str, argv) -> None:
         ap.add_argument("--chunk-size", type=int, default=50_000)
         ap.add_argument("--json", required=True)
         ap.add_argument("--expected", default=None, help="make-sc stamp with per-sample sums")
+        ap.add_argument(
+            "--cell-qc", default=None, help="also run the cell QC, writing its tables here"
+        )
         a = ap.parse_args(argv)
         expected = json.loads(Path(a.expected).read_text())["per_sample"] if a.expected else None
-        result = check_pseudobulk(a.counts, a.chunk_size, expected)
+        result = check_pseudobulk(a.counts, a.chunk_size, expected, cell_qc_dir=a.cell_qc)
         Path(a.json).parent.mkdir(parents=True, exist_ok=True)
         Path(a.json).write_text(json.dumps(result))
         print(json.dumps(result))

@@ -49,6 +49,28 @@ LAB_NAMES = [
         "IL1B": "IL-1b",
     },
 ]
+# single-cell simulation: mitochondrial genes (appended to var when low-quality cells are
+# planted), default cell types with their baseline proportions, and the planted composition
+# change: log fold change of a cell type's weight in responders at the plateau (D21 on)
+MT_GENES = [
+    "MT-ND1",
+    "MT-ND2",
+    "MT-CO1",
+    "MT-CO2",
+    "MT-ATP8",
+    "MT-ATP6",
+    "MT-CO3",
+    "MT-ND3",
+    "MT-ND4L",
+    "MT-ND4",
+    "MT-ND5",
+    "MT-ND6",
+    "MT-CYB",
+]
+RIBO_GENES = ["RPS3", "RPS6", "RPS27A", "RPL3", "RPL13", "RPL41"]
+SC_CELL_TYPES = ("CD8T", "CD4T", "NK", "Mono", "B")
+SC_BASE_PROPORTIONS = {"CD8T": 0.25, "CD4T": 0.25, "NK": 0.15, "Mono": 0.25, "B": 0.10}
+SC_COMPOSITION_CHANGE = {"CD8T": -1.5}
 GENOTYPES = ["PRF1", "UNC13D", "STXBP2", "STX11", "RAB27A", "LYST", "SH2D1A", "XIAP"]
 AE_TERMS = [
     "anaemia",
@@ -352,9 +374,25 @@ def write_cohort(
     outdir,
     fmt: str = "tsv",
     cells_per_sample: int = 200,
-    cell_types=("T", "NK", "Mono", "B"),
+    cell_types=SC_CELL_TYPES,
+    low_quality_fraction: float = 0.0,
+    high_mt_fraction: float = 0.0,
+    composition_change=None,
 ) -> dict[str, Path]:
-    """Write a cohort folder with the data contract's file names; returns the paths."""
+    """Write a cohort folder with the data contract's file names; returns the paths.
+
+    Single-cell (``h5ad-sc``): each sample's counts are split over ``cells_per_sample`` cells
+    whose cell types are drawn with ``SC_BASE_PROPORTIONS`` (equal weights unless every name
+    is one of those),
+    changed in responders over time by ``composition_change`` ({cell type: log weight change
+    at the plateau}, default ``SC_COMPOSITION_CHANGE``: CD8 T cells falling; ``{}`` for none).
+    ``low_quality_fraction`` / ``high_mt_fraction`` > 0 plant extra cells with few genes and
+    counts, or with a high mitochondrial fraction (``MT_GENES`` and ``RIBO_GENES`` are then
+    appended to the genes and every cell gets some of their counts); obs["sim_quality"] says
+    which cell is
+    ``ok``, ``low_quality`` or ``high_mt``. Without planted cells the cells sum back exactly to
+    the bulk counts; with them, the ``ok`` cells do on the bulk genes.
+    """
     out = Path(outdir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {}
@@ -391,6 +429,9 @@ def write_cohort(
             single_cell=fmt == "h5ad-sc",
             cells_per_sample=cells_per_sample,
             cell_types=cell_types,
+            low_quality_fraction=low_quality_fraction,
+            high_mt_fraction=high_mt_fraction,
+            composition_change=composition_change,
         )
     else:
         raise ValueError(f"unknown format {fmt}")
@@ -399,7 +440,7 @@ def write_cohort(
 
 def split_counts_to_cells(counts_row: np.ndarray, n_cells: int, rng) -> np.ndarray:
     """Split one sample's counts over cells (multinomial per gene), summing back exactly."""
-    weights = rng.dirichlet(np.ones(n_cells) * 2.0)
+    weights = rng.dirichlet(np.ones(n_cells) * 5.0)
     cells = np.zeros((n_cells, counts_row.size), dtype=np.int64)
     nz = np.flatnonzero(counts_row)
     for g in nz:
@@ -407,7 +448,58 @@ def split_counts_to_cells(counts_row: np.ndarray, n_cells: int, rng) -> np.ndarr
     return cells
 
 
-def _write_h5ad_counts(cohort, path, single_cell, cells_per_sample, cell_types):
+def cell_type_weights(cell_types, day, responder, composition_change=None) -> np.ndarray:
+    """Cell-type probabilities of one sample (planted change in responders, plateau by D21)."""
+    change = SC_COMPOSITION_CHANGE if composition_change is None else composition_change
+    # the default types take their baseline proportions, any other set of names equal ones
+    if all(c in SC_BASE_PROPORTIONS for c in cell_types):
+        base = np.array([SC_BASE_PROPORTIONS[c] for c in cell_types])
+    else:
+        base = np.ones(len(cell_types))
+    shift = np.array([change.get(c, 0.0) for c in cell_types]) if responder else 0.0
+    w = base * np.exp(shift * min(day / 21.0, 1.0))
+    return w / w.sum()
+
+
+def _mt_ribo_counts(total, mt_frac, rng):
+    """Mitochondrial then ribosomal counts of a cell with ``total`` other counts: mt_frac of
+    those is mitochondrial, 10-30% ribosomal."""
+    n_mt, n_ribo = len(MT_GENES), len(RIBO_GENES)
+    mito = rng.multinomial(int(total * mt_frac / (1 - mt_frac)), np.ones(n_mt) / n_mt)
+    ribo = rng.multinomial(int(total * rng.uniform(0.1, 0.3)), np.ones(n_ribo) / n_ribo)
+    return np.concatenate([mito, ribo])
+
+
+def _planted_cells(n, counts_row, typical_total, kind, rng):
+    """Low-quality cells (few genes, few counts) or high-mitochondrial cells of one sample."""
+    n_genes = counts_row.size
+    n_extra = len(MT_GENES) + len(RIBO_GENES)
+    cells = np.zeros((n, n_genes + n_extra), dtype=np.int64)
+    expressed = np.flatnonzero(counts_row)
+    for i in range(n):
+        if kind == "low_quality":
+            k = int(rng.integers(5, 31))
+            genes = rng.choice(expressed, size=min(k, expressed.size), replace=False)
+            cells[i, genes] = rng.integers(1, 3, genes.size)
+            extra = rng.integers(0, 4)
+            cells[i, n_genes + rng.integers(0, n_extra, extra)] += 1
+        else:
+            total = int(typical_total * rng.uniform(0.6, 1.4))
+            cells[i, :n_genes] = rng.multinomial(total, counts_row / counts_row.sum())
+            cells[i, n_genes:] = _mt_ribo_counts(total, rng.uniform(0.35, 0.7), rng)
+    return cells
+
+
+def _write_h5ad_counts(
+    cohort,
+    path,
+    single_cell,
+    cells_per_sample,
+    cell_types,
+    low_quality_fraction=0.0,
+    high_mt_fraction=0.0,
+    composition_change=None,
+):
     import anndata as ad
     import scipy.sparse as sp
 
@@ -419,13 +511,54 @@ def _write_h5ad_counts(cohort, path, single_cell, cells_per_sample, cell_types):
         adata.layers["counts"] = adata.X.copy()
     else:
         rng = np.random.default_rng(cohort["seed"] + 1)
-        blocks, sid, ctype = [], [], []
-        for k, s in enumerate(cohort["samples"]["sample_id"]):
+        plant = low_quality_fraction > 0 or high_mt_fraction > 0
+        if plant:
+            names = MT_GENES + RIBO_GENES
+            mt = pd.DataFrame(
+                {
+                    "gene_id": [f"SIMMT{i + 1:02d}" for i in range(len(MT_GENES))]
+                    + [f"SIMRB{i + 1:02d}" for i in range(len(RIBO_GENES))],
+                    "gene_name": names,
+                }
+            )
+            var = pd.concat([var, mt.set_index("gene_id", drop=False)])
+            var.index.name = None
+        resp = dict(
+            zip(cohort["truth"]["patient_id"], cohort["truth"]["responder_truth"], strict=True)
+        )
+        types = list(cell_types)
+        blocks, sid, ctype, quality = [], [], [], []
+        for k, row in enumerate(cohort["samples"].itertuples(index=False)):
             cells = split_counts_to_cells(cohort["counts"][k], cells_per_sample, rng)
+            p = cell_type_weights(
+                types, VISIT_DAY[row.visit], resp[row.patient_id], composition_change
+            )
+            labels = list(rng.choice(types, cells_per_sample, p=p))
+            kinds = ["ok"] * cells_per_sample
+            if plant:
+                totals = cells.sum(axis=1)
+                mito = np.stack([_mt_ribo_counts(t, rng.uniform(0.01, 0.06), rng) for t in totals])
+                cells = np.hstack([cells, mito])
+                extra = []
+                for kind, fraction in (
+                    ("low_quality", low_quality_fraction),
+                    ("high_mt", high_mt_fraction),
+                ):
+                    n = int(rng.binomial(cells_per_sample, fraction))
+                    if n:
+                        extra.append(
+                            _planted_cells(n, cohort["counts"][k], np.median(totals), kind, rng)
+                        )
+                        labels += list(rng.choice(types, n, p=p))
+                        kinds += [kind] * n
+                cells = np.vstack([cells, *extra])
             blocks.append(sp.csr_matrix(cells))
-            sid += [s] * cells_per_sample
-            ctype += list(rng.choice(list(cell_types), cells_per_sample))
+            sid += [row.sample_id] * len(cells)
+            ctype += labels
+            quality += kinds
         obs = pd.DataFrame({"sample_id": pd.Categorical(sid), "cell_type": pd.Categorical(ctype)})
+        if plant:
+            obs["sim_quality"] = pd.Categorical(quality)
         obs.index = [f"cell{i}" for i in range(len(obs))]
         adata = ad.AnnData(X=sp.vstack(blocks).tocsr(), obs=obs, var=var)
     adata.write_h5ad(path)
@@ -440,12 +573,32 @@ def main(argv=None) -> None:
     ap.add_argument("--seed", type=int, default=2024)
     ap.add_argument("--format", default="tsv", choices=["tsv", "featurecounts", "h5ad", "h5ad-sc"])
     ap.add_argument("--cells-per-sample", type=int, default=200)
+    ap.add_argument(
+        "--low-quality-fraction",
+        type=float,
+        default=0.03,
+        help="h5ad-sc: extra low-quality cells (few genes), as a fraction of cells per sample",
+    )
+    ap.add_argument(
+        "--high-mt-fraction",
+        type=float,
+        default=0.03,
+        help="h5ad-sc: extra cells with a high mitochondrial fraction",
+    )
     ap.add_argument("--null", action="store_true", help="no response-specific effects")
     ap.add_argument("--batches", type=int, default=2, choices=[1, 2])
     ap.add_argument("--truth", action="store_true", help="also write truth.tsv")
     a = ap.parse_args(argv)
     cohort = simulate_cohort(a.patients, a.genes, a.seed, null=a.null, n_batches=a.batches)
-    paths = write_cohort(cohort, a.out, a.format, cells_per_sample=a.cells_per_sample)
+    paths = write_cohort(
+        cohort,
+        a.out,
+        a.format,
+        cells_per_sample=a.cells_per_sample,
+        low_quality_fraction=a.low_quality_fraction,
+        high_mt_fraction=a.high_mt_fraction,
+        composition_change={} if a.null else None,
+    )
     if a.truth:
         truth = cohort["truth"].copy()
         (Path(a.out) / "truth.tsv").write_bytes(_tsv_bytes(truth))

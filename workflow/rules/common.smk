@@ -17,6 +17,7 @@ from rhlh.workflow_support import (
     has_cell_types,
     signatures_off,
 )  # noqa: E402
+from rhlh.singlecell import is_single_cell_h5ad  # noqa: E402
 
 # the schema holds every default (config/config.yaml shows the same values): keys a config
 # leaves out are filled in here, so the rule files read config[...] without fallbacks
@@ -42,9 +43,11 @@ INPUTS = check_inputs_once(config, RESULTS, main_process=workflow.is_main_proces
 STAGES_OFF = {
     stage: why for stage, why in {"signatures": signatures_off(RESULTS)}.items() if why
 }
-HAS_CELL_TYPES = has_cell_types(INPUTS["counts"])
+# one row per cell (obs sample_id, more rows than samples): cell QC and the singlecell stage
+SINGLE_CELL = is_single_cell_h5ad(INPUTS["counts"])
+HAS_CELL_TYPES = SINGLE_CELL and has_cell_types(INPUTS["counts"])
 # pseudobulk cell types {path-safe name: name in obs["cell_type"]}, empty for bulk counts
-CELL_TYPES = cell_types(INPUTS["counts"])
+CELL_TYPES = cell_types(INPUTS["counts"]) if SINGLE_CELL else {}
 TABLES = [
     t
     for t in ("samples", "patients", "responses", "cytokines", "pk", "events")

@@ -45,6 +45,7 @@ rule expression_normalize:
         pseudobulk_size_factors=EXPR["pseudobulk_size_factors"],
         vst_fit_type=EXPR["vst_fit_type"],
         exclude_samples=EXPR["exclude_samples"],
+        pca_top_genes=EXPR["pca_top_genes"],
     script:
         "../../scripts/expression_normalize.py"
 

@@ -44,6 +44,20 @@ rule ingest_counts:
             if HAS_CELL_TYPES
             else []
         ),
+        # single-cell: cell QC tables (rhlh.singlecell), written while summing the cells
+        singlecell_qc=(
+            [
+                report(
+                    res("singlecell/qc_samples.tsv"),
+                    caption="../report/singlecell_qc_samples.rst",
+                    category="Single-cell QC and composition",
+                ),
+                res("singlecell/qc_profiles.tsv"),
+                res("singlecell/qc_cells.tsv.gz"),
+            ]
+            if SINGLE_CELL
+            else []
+        ),
     log:
         logp("ingest_counts"),
     benchmark:
@@ -58,6 +72,7 @@ rule ingest_counts:
         sample_mismatch=config["sample_mismatch"],
         path=INPUTS["counts"],
         counts=config["counts"],
+        singlecell=config["singlecell"] if SINGLE_CELL else {},
     script:
         "../../scripts/inputs_ingest_counts.py"
 

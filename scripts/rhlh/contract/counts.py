@@ -330,12 +330,21 @@ def _check_chunk(path, block, row0, obs_names, var_names):
     )
 
 
-def read_h5ad_counts(path, chunk_size: int = 50_000, progress=None):
+def read_h5ad_counts(path, chunk_size: int = 50_000, progress=None, cell_qc=None):
     """Read an h5ad's raw counts as per-sample (and per sample x cell type) sums, streaming.
 
-    Returns (var, sample_counts, sample_ids, ct_counts, ct_index, n_cells_per_profile). Bulk
-    files (one observation per sample) give one profile per observation. Memory stays bounded
-    by one chunk of rows plus the output profiles.
+    Returns a dict: var, samples, counts, single_cell, ct_index, ct_counts, n_cells (cells
+    summed per sample), ct_n_cells (per sample x cell type) and n_cells_in (cells read per
+    sample). Bulk files (one observation per sample) give one profile per observation. The
+    file is single-cell only when obs has a ``sample_id`` column and more rows than distinct
+    sample ids: a bulk file whose obs carries its own ``sample_id`` stays bulk. Memory stays
+    bounded by one chunk of rows plus the output profiles.
+
+    ``cell_qc`` (single-cell only; e.g. ``rhlh.singlecell.CellQC``) decides which cells are
+    summed: ``cell_qc.start(obs, var)`` once, ``cell_qc.measure(block, start, stop)`` on every
+    chunk, then ``cell_qc.keep(start, stop)`` (a boolean mask of the chunk's rows). When
+    ``cell_qc.two_pass`` is true (per-sample thresholds), every chunk is measured first, then
+    ``cell_qc.decide()`` runs and a second pass sums the kept cells.
     """
     import anndata.io as aio
     import h5py
@@ -359,7 +368,7 @@ def read_h5ad_counts(path, chunk_size: int = 50_000, progress=None):
         if n_obs == 0 or n_var == 0:
             raise InputError(path, f"empty count matrix ({n_obs} x {n_var})")
         obs_names = obs.index.astype(str).to_numpy()
-        single_cell = "sample_id" in obs.columns
+        single_cell = _is_single_cell(obs)
         if single_cell:
             sample_of = obs["sample_id"].astype(str).to_numpy()
             if (obs["sample_id"].isna()).any():
@@ -368,9 +377,13 @@ def read_h5ad_counts(path, chunk_size: int = 50_000, progress=None):
                     path, "missing sample_id", row=f"cell {obs_names[i]}", column="obs['sample_id']"
                 )
         else:
-            sample_of = obs_names
-            if pd.Index(obs_names).duplicated().any():
-                d = pd.Index(obs_names)[pd.Index(obs_names).duplicated()][0]
+            cell_qc = None
+            # bulk: one row per sample, named by obs['sample_id'] when obs has one
+            sample_of = (
+                obs["sample_id"].astype(str).to_numpy() if "sample_id" in obs.columns else obs_names
+            )
+            if pd.Index(sample_of).duplicated().any():
+                d = pd.Index(sample_of)[pd.Index(sample_of).duplicated()][0]
                 raise InputError(
                     path, "duplicated observation name (sample_id)", row=d, column="obs_names"
                 )
@@ -385,20 +398,37 @@ def read_h5ad_counts(path, chunk_size: int = 50_000, progress=None):
             c_code = ct_index.get_indexer(pair)
         sample_counts = np.zeros((len(samples), n_var), dtype=np.int64)
         ct_counts = np.zeros((len(ct_index), n_var), dtype=np.int64) if has_ct else None
-        for start in range(0, n_obs, chunk_size):
-            stop = min(start + chunk_size, n_obs)
-            block = mat[start:stop]
-            _check_chunk(path, block, start, obs_names, var_names)
-            block = sp.csr_matrix(block) if not sp.issparse(block) else block.tocsr()
+        kept = np.ones(n_obs, dtype=bool)
+
+        def chunks():
+            for start in range(0, n_obs, chunk_size):
+                stop = min(start + chunk_size, n_obs)
+                block = mat[start:stop]
+                _check_chunk(path, block, start, obs_names, var_names)
+                block = sp.csr_matrix(block) if not sp.issparse(block) else block.tocsr()
+                yield start, stop, block
+
+        if cell_qc is not None:
+            cell_qc.start(obs, var_df)
+            if cell_qc.two_pass:
+                for start, stop, block in chunks():
+                    cell_qc.measure(block, start, stop)
+                cell_qc.decide()
+        for start, stop, block in chunks():
+            if cell_qc is not None:
+                if not cell_qc.two_pass:
+                    cell_qc.measure(block, start, stop)
+                kept[start:stop] = cell_qc.keep(start, stop)
+            w = kept[start:stop].astype(np.float64)
             rows = np.arange(stop - start)
             g = sp.csr_matrix(
-                (np.ones(stop - start), (s_code[start:stop], rows)),
+                (w, (s_code[start:stop], rows)),
                 shape=(len(samples), stop - start),
             )
             sample_counts += np.rint((g @ block).toarray()).astype(np.int64)
             if has_ct:
                 gc = sp.csr_matrix(
-                    (np.ones(stop - start), (c_code[start:stop], rows)),
+                    (w, (c_code[start:stop], rows)),
                     shape=(len(ct_index), stop - start),
                 )
                 ct_counts += np.rint((gc @ block).toarray()).astype(np.int64)
@@ -412,7 +442,13 @@ def read_h5ad_counts(path, chunk_size: int = 50_000, progress=None):
         var_df["gene_name"].astype(str).to_numpy() if "gene_name" in var_df.columns else var_names
     )
     var.index = pd.Index(var["gene_id"].to_numpy())
-    n_cells = pd.Series(np.bincount(s_code, minlength=len(samples)), index=samples)
+    n_cells = pd.Series(np.bincount(s_code[kept], minlength=len(samples)), index=samples)
+    n_cells_in = pd.Series(np.bincount(s_code, minlength=len(samples)), index=samples)
+    ct_n_cells = (
+        pd.Series(np.bincount(c_code[kept], minlength=len(ct_index)), index=ct_index)
+        if has_ct
+        else None
+    )
     return {
         "var": var,
         "samples": list(samples),
@@ -421,7 +457,19 @@ def read_h5ad_counts(path, chunk_size: int = 50_000, progress=None):
         "ct_index": ct_index if has_ct else None,
         "ct_counts": ct_counts,
         "n_cells": n_cells,
+        "n_cells_in": n_cells_in,
+        "ct_n_cells": ct_n_cells,
     }
+
+
+def _is_single_cell(obs: pd.DataFrame) -> bool:
+    """One observation per cell: obs names a sample per row and has more rows than samples.
+
+    A bulk h5ad whose obs also carries a ``sample_id`` column (one row per sample) is bulk.
+    """
+    if "sample_id" not in obs.columns:
+        return False
+    return bool(obs["sample_id"].nunique(dropna=False) < len(obs))
 
 
 def read_counts(
@@ -435,13 +483,15 @@ def read_counts(
     counts_from_abundance: str = "lengthScaledTPM",
     gene_annotation: str = "",
     builtin_gene_map: bool = True,
+    cell_qc=None,
 ) -> dict:
     """Read raw counts in any contract form into samples x genes int64 plus gene annotation.
 
     The keyword options are the config's ``counts`` section (pass it as ``**config["counts"]``);
     ``sample_ids`` (of samples.tsv) lets count columns named after BAM or FASTQ files be
-    matched. The result's ``notes`` are warnings for the validation log (spreadsheet-mangled
-    gene names).
+    matched; ``cell_qc`` (rhlh.singlecell.CellQC) filters the cells of a single-cell h5ad
+    while they are streamed. The result's ``notes`` are warnings for the validation log
+    (spreadsheet-mangled gene names).
     """
     from rhlh.contract.genes import name_genes
 
@@ -449,7 +499,7 @@ def read_counts(
         raise InputError("config", f"counts.source must be one of {', '.join(SOURCES)}")
     fmt = count_format(path)
     if fmt == "h5ad":
-        out = read_h5ad_counts(path, chunk_size=chunk_size, progress=progress)
+        out = read_h5ad_counts(path, chunk_size=chunk_size, progress=progress, cell_qc=cell_qc)
         out["format"] = "h5ad-sc" if out["single_cell"] else "h5ad"
     elif fmt == "quant":
         from rhlh.contract.quant import read_quant_folder
