@@ -67,6 +67,31 @@ def _h5ad_cells_without_sample_id(cohort: Path):
     adata.write_h5ad(cohort / "counts.h5ad")
 
 
+def _counts_frame(cohort):
+    import pandas as pd
+
+    path = cohort / "counts.tsv.gz"
+    df = pd.read_csv(path, sep="\t")
+    path.unlink()
+    return df
+
+
+def _transpose_counts(cohort):
+    df = _counts_frame(cohort).drop(columns="gene_name").set_index("gene_id")
+    df.T.rename_axis("id").to_csv(cohort / "counts.tsv", sep="\t")
+
+
+def _rename_counts(cohort, name):
+    _counts_frame(cohort).to_csv(cohort / name, sep="\t", index=False)
+
+
+def _quant_folder(cohort):
+    (cohort / "counts.tsv.gz").unlink()
+    sub = cohort / "quant" / "P001_D0"
+    sub.mkdir(parents=True)
+    (sub / "quant.sf").write_text("Name\tLength\tEffectiveLength\tTPM\tNumReads\nT1\t9\t9\t1\t1\n")
+
+
 def _first_line_header(name):
     return (REPO / "example" / "cohort" / name).read_text().splitlines()[0]
 
@@ -308,6 +333,38 @@ CASES = [
         lambda c: _edit_counts(c, lambda ls: [line + "\t" + line.split("\t")[2] for line in ls]),
         "counts.tsv.gz",
         ["duplicated sample column"],
+    ),
+    (
+        "ambiguous_samples_tsv_and_csv",
+        lambda c: (c / "samples.csv").write_text(
+            (c / "samples.tsv").read_text().replace("\t", ",")
+        ),
+        "cohort",
+        ["several samples files", "samples.tsv", "samples.csv"],
+    ),
+    (
+        "ambiguous_counts_tsv_and_h5ad",
+        lambda c: (c / "counts.h5ad").write_bytes(b"not used"),
+        "cohort",
+        ["several counts files", "counts.tsv.gz", "counts.h5ad"],
+    ),
+    (
+        "counts_transposed",
+        lambda c: _transpose_counts(c),
+        "counts.tsv",
+        ["looks transposed", "first column holds sample ids", "transpose it"],
+    ),
+    (
+        "counts_nfcore_tpm_table",
+        lambda c: _rename_counts(c, "salmon.merged.gene_tpm.tsv"),
+        "salmon.merged.gene_tpm.tsv",
+        ["TPM table, not counts", "salmon.merged.gene_counts.tsv"],
+    ),
+    (
+        "counts_quant_folder_without_tx2gene",
+        lambda c: _quant_folder(c),
+        "quant",
+        ["tx2gene", "counts.tx2gene"],
     ),
     (
         "h5ad_without_sample_id",

@@ -59,3 +59,17 @@ def test_deployed_copy_gives_the_repository_tables(tmp_path, example_run):
     assert r.returncode == 0, r.stderr[-3000:]
     ours, ref = tree_digests(dest / "results"), tree_digests(example_run / "results")
     assert len(ours) > 50 and ours == ref
+
+
+def test_plain_snakemake_at_the_root_loads_the_default_profile(tmp_path):
+    """No --cores, no --workflow-profile: profiles/default is found and gives the cores."""
+    r = subprocess.run(
+        [SNAKEMAKE, "-n", "--config", f"results={tmp_path / 'results'}"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = r.stdout + r.stderr
+    assert "workflow specific profile profiles/default" in out, out[-2000:]

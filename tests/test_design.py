@@ -7,7 +7,6 @@ import pandas as pd
 import pytest
 
 from rhlh.design import (
-    DEFAULT_DE_DESIGNS,
     Contrast,
     build_design,
     contrast_vector,
@@ -240,7 +239,11 @@ def test_duplicate_design_id():
 
 
 def test_workflow_table_keys():
-    specs = parse_design_specs(DEFAULT_DE_DESIGNS)
+    # the shipped designs (config/config.yaml = the schema's default)
+    import yaml
+
+    shipped = yaml.safe_load((Path(__file__).parents[1] / "config" / "config.yaml").read_text())
+    specs = parse_design_specs(shipped["de"]["designs"])
     keys = workflow_table_keys(specs, ["D0", "D7", "D14"], "D0")
     assert keys == ["visit/D7_vs_D0", "visit/D14_vs_D0", "lrt_time", "lrt_time_by_response"]
     bad = parse_design_specs([{"id": "b", "formula": "~ batch", "contrasts": ["batch"]}])

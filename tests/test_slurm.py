@@ -133,7 +133,7 @@ def test_profile_resources_reach_jobs(workflow_copy, tmp_path):
         workflow_copy,
         "-n",
         "--workflow-profile",
-        "workflow/profiles/slurm",
+        "profiles/slurm",
         "--config",
         f"results={tmp_path / 'results'}",
         env={"RHLH_SLURM_PARTITION": "debug", "RHLH_SLURM_ACCOUNT": "ci"},
@@ -159,7 +159,7 @@ def test_slurm_profile_without_site_settings_stops_early(workflow_copy, tmp_path
             str(BIN / "snakemake"),
             "-n",
             "--workflow-profile",
-            "workflow/profiles/slurm",
+            "profiles/slurm",
             "--config",
             f"results={tmp_path / 'results'}",
         ],
@@ -273,7 +273,7 @@ def test_slurm_run_matches_local_run(slurm_cluster, tmp_path):
     local_env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}", PYTHONHASHSEED="0")
     local_log = open(tmp_path / "local.log", "w")
     local_proc = subprocess.Popen(
-        [str(BIN / "snakemake"), "--workflow-profile", "workflow/profiles/default", "--cores", "2"]
+        [str(BIN / "snakemake"), "--workflow-profile", "profiles/default", "--cores", "2"]
         + configs
         + ["--config", "results=results"],
         cwd=local,
@@ -291,7 +291,7 @@ def test_slurm_run_matches_local_run(slurm_cluster, tmp_path):
     )
     slurm_args = [
         "--workflow-profile",
-        "workflow/profiles/slurm",
+        "profiles/slurm",
         "--slurm-init-seconds-before-status-checks",
         "5",
         "--slurm-keep-successful-logs",

@@ -541,19 +541,3 @@ def workflow_table_keys(specs, visits, baseline, visit_col="visit") -> list[str]
                 )
         keys += [f"lrt_{t}" for t in spec.reduced]
     return keys
-
-
-# the designs of the issue, used when the config has no de.designs
-DEFAULT_DE_DESIGNS = [
-    {
-        "id": "visit",
-        "formula": "~ batch + patient_id + visit",
-        "contrasts": ["visit"],
-        "reduced": {"time": "~ batch + patient_id"},
-    },
-    {
-        "id": "time_by_response",
-        "formula": "~ batch + patient_id + visit + responder:visit",
-        "reduced": "~ batch + patient_id + visit",
-    },
-]

@@ -47,7 +47,7 @@ def _check_slurm_site_settings():
             "The SLURM profile takes the partition and account from the environment: "
             + ", ".join(f"export {v}=..." for v in missing)
             + " (once, e.g. in ~/.bashrc; RHLH_SLURM_ACCOUNT may be empty), or write the "
-            "values into workflow/profiles/slurm/config.yaml. See docs/cluster.md."
+            "values into profiles/slurm/config.yaml. See docs/cluster.md."
         )
 
 

@@ -75,15 +75,23 @@ def resolve_inputs(config: dict, base: Path | str = ".") -> dict[str, str | None
             if len(found) > 1 and all(f.name in NFCORE_COUNTS[:3] for f in found):
                 log.info("%s: several nf-core tables, %s is read", folder, found[0].name)
                 found = found[:1]
-            if len(found) > 1 and table == "counts":
+            if len(found) > 1:
                 raise InputError(
-                    folder, "several counts files: keep one of " + ", ".join(f.name for f in found)
+                    folder,
+                    f"several {table} files, which one is meant is not clear: keep one of "
+                    + ", ".join(f.name for f in found),
                 )
             path = str(found[0]) if found else None
         elif path:
             path = str(base / path) if not Path(path).is_absolute() else path
         paths[table] = path
     missing = [t for t in REQUIRED_INPUTS if not paths[t]]
+    if "counts" in missing and cohort and (base / cohort).is_dir():
+        from rhlh.contract.counts import NFCORE_RE, estimator_of
+
+        for f in sorted((base / cohort).iterdir()):
+            if NFCORE_RE.match(f.name.removesuffix(".gz")):
+                estimator_of(f)  # a TPM table is named as such
     if missing:
         where = f"cohort folder {cohort}" if cohort else "config 'inputs'"
         raise InputError(

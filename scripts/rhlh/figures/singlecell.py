@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from rhlh.plotting import OKABE_ITO, RESPONSE_COLORS
+from rhlh.figures import OKABE_ITO, RESPONSE_COLORS
 
 QC_LABELS = {
     "n_genes": "genes detected",
