@@ -1,5 +1,7 @@
 """Clinical endpoints: hand-computed cohorts, R survival reference values, consistency errors."""
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -252,7 +254,7 @@ def test_time_to_first_pr_cumulative_incidence():
 
 def test_time_to_first_cr_cumulative_incidence():
     p, r = cohort()
-    per, cif = endpoints.time_to_response(p, r, "CR")
+    per, cif = endpoints.time_to_response(p, r, "CR", competing=("death",))
     assert per["status"].tolist() == [2, 1, 0, 0, 0, 2]
     # P5 censored at HSCT (day 50) although dead on day 70
     assert per["time"].tolist() == [10, 21, 80, 30, 50, 30]
@@ -443,3 +445,94 @@ def test_figures_draw():
     for f in figs:
         assert len(f.axes) == 1 and f.axes[0].has_data()
         plt.close(f)
+
+
+# --- cumulative incidence variance, CI, horizons and median CI vs R cmprsk --------------------
+
+CUMINC = Path(__file__).parent / "fixtures" / "cuminc"
+
+
+def _fixture(name):
+    return pd.read_csv(CUMINC / name, sep="\t")
+
+
+def test_cuminc_fixture_inputs_are_the_example_cohort():
+    # the times R was given are the ones the library derives from example/cohort today
+    from rhlh.contract.timeline import PATIENT_DAY_COLUMNS
+    from rhlh.tables import read_validated
+
+    ex = Path(__file__).parents[1] / "example" / "cohort"
+    pats = read_validated(ex / "patients.tsv", PATIENT_DAY_COLUMNS)
+    resp = read_validated(ex / "responses.tsv", ["day"])
+    times = _fixture("times.tsv")
+    for level, name in (("PR", "first_pr"), ("CR", "first_cr")):
+        per, _ = endpoints.time_to_response(pats, resp, level)
+        ref = times[(times["dataset"] == "example") & (times["outcome"] == name)]
+        assert per["time"].tolist() == ref["time"].tolist()
+        assert per["status"].tolist() == ref["status"].tolist()
+    per, _ = endpoints.reactivation(pats, resp)
+    ref = times[times["outcome"] == "reactivation"]
+    assert per["time"].tolist() == ref["time"].tolist()
+    assert per["status"].tolist() == ref["status"].tolist()
+
+
+@pytest.mark.parametrize(
+    "dataset,outcome",
+    [
+        ("example", "first_pr"),
+        ("example", "first_cr"),
+        ("example", "reactivation"),
+        ("hand", "cause1"),
+    ],
+)
+def test_cuminc_variance_ci_horizons_median_match_cmprsk(dataset, outcome):
+    from rhlh.survival import cuminc_at, median_ci
+
+    def pick(t):
+        return t[(t["dataset"] == dataset) & (t["outcome"] == outcome)]
+
+    g = pick(_fixture("times.tsv"))
+    cif = aalen_johansen(g["time"], g["status"])
+    ref = pick(_fixture("curves.tsv"))
+    assert cif["time"].tolist() == ref["time"].tolist()
+    for ours, theirs in (
+        ("cuminc", "est"),
+        ("variance", "var"),
+        ("ci_low", "ci_low"),
+        ("ci_high", "ci_high"),
+    ):
+        a, b = cif[ours].to_numpy(dtype=float), ref[theirs].to_numpy(dtype=float)
+        assert (np.isnan(a) == np.isnan(b)).all(), ours
+        assert a[~np.isnan(a)] == pytest.approx(b[~np.isnan(b)], abs=1e-9, rel=1e-9), ours
+    for h in pick(_fixture("horizons.tsv")).itertuples(index=False):
+        got = cuminc_at(cif, h.horizon)
+        if np.isnan(h.est):  # after the last time cmprsk gives NA
+            assert h.horizon > cif["time"].max()
+            final = cif["n_censored"].iloc[-1] == 0
+            assert np.isnan(got["cuminc"]) != final
+            continue
+        for ours, theirs in (
+            ("cuminc", h.est),
+            ("variance", h.var),
+            ("ci_low", h.ci_low),
+            ("ci_high", h.ci_high),
+        ):
+            assert got[ours] == pytest.approx(theirs, abs=1e-9, nan_ok=True), ours
+    m = pick(_fixture("medians.tsv")).iloc[0]
+    assert median_ci(cif) == pytest.approx(
+        (m["median"], m["ci_low"], m["ci_high"]), abs=1e-12, nan_ok=True
+    )
+
+
+def test_cuminc_variance_by_hand():
+    # 4 subjects, events of interest at 1 and 3, competing at 2, censored at 4:
+    # F = 1/4 at 1; S = 1/2 after 2; F = 1/4 + 1/2 * 1/2 = 1/2 at 3
+    cif = aalen_johansen([1, 2, 3, 4], [1, 2, 1, 0])
+    assert cif["cuminc"].tolist() == pytest.approx([0.25, 0.25, 0.5, 0.5])
+    # Gray's sums at day 1 (n = 4, S after = 3/4): a = b = c = (4/3)^2 / 16 = 1/9,
+    # V = a + F^2 c - 2 F b = (1/9)(1 + 1/16 - 1/2) = 1/16
+    v = cif["variance"].to_numpy()
+    assert v[0] == pytest.approx(1 / 16, abs=1e-12)
+    assert v[1] == v[0]  # cmprsk updates the variance at event-of-interest times only
+    # cmprsk 2.2-11: timepoints(cuminc(c(1, 2, 3, 4), c(1, 2, 1, 0)), 1:4)$var["1 1", ]
+    assert v == pytest.approx([0.0625, 0.0625, 0.10590278, 0.10590278], abs=1e-8)

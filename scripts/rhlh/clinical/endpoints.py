@@ -129,7 +129,10 @@ def response_rates(
 
 
 def time_to_response(
-    patients: pd.DataFrame, responses: pd.DataFrame, level: str = "PR", competing=("death",)
+    patients: pd.DataFrame,
+    responses: pd.DataFrame,
+    level: str = "PR",
+    competing=("death", "hsct"),
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Delay to first PR-or-better (level 'PR') or CR, death competing (and HSCT if listed in
     ``competing``, else censoring); returns (per-patient table, Aalen-Johansen table)."""
