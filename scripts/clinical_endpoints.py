@@ -57,10 +57,12 @@ save_figure(clinical_figures.plot_response_rates(rates, p.visits), sm.output.rat
 
 # delay to first PR / CR, death competing (HSCT competing or censoring per config)
 competing = ("death", "hsct") if p.hsct_competing else ("death",)
-ttr, ttr_pat = {}, []
+competing_text = "death and HSCT" if p.hsct_competing else "death (HSCT censoring)"
+ttr, ttr_per, ttr_pat = {}, {}, []
 for level, name in (("PR", "PR or better"), ("CR", "CR")):
     per, cif = endpoints.time_to_response(patients, responses, level, competing)
     ttr[name] = cif
+    ttr_per[name] = per
     ttr_pat.append(per.assign(outcome_of_interest=name))
 write_tsv(
     pd.concat([t.assign(outcome=k) for k, t in ttr.items()])[["outcome", *CIF_COLUMNS]],
@@ -69,7 +71,8 @@ write_tsv(
 write_tsv(pd.concat(ttr_pat), sm.output.ttr_patients)
 save_figure(
     clinical_figures.plot_cuminc(
-        {f"first {k}": t for k, t in ttr.items()}, title="Time to first response (death competing)"
+        {f"first {k}": t for k, t in ttr.items()},
+        title=f"Time to first response ({competing_text} competing)",
     ),
     sm.output.cuminc,
 )
@@ -78,6 +81,24 @@ save_figure(
 react = endpoints.reactivation(patients, responses)
 write_tsv(react[0], sm.output.reactivation)
 write_tsv(react[1], sm.output.reactivation_cuminc)
+
+# cumulative incidences at fixed horizons (D28, W8, pre-conditioning) and at the end
+pre = endpoints.preconditioning_day(patients)
+hz = dict(endpoints.FIXED_HORIZONS)
+hz["pre-conditioning (median conditioning day - 1)"] = pre
+horizons = pd.concat(
+    [
+        endpoints.cuminc_horizons(ttr, ttr_per, hz, competing_text),
+        endpoints.cuminc_horizons(
+            {"reactivation": react[1]},
+            {"reactivation": react[0]},
+            endpoints.FIXED_HORIZONS,
+            "death and HSCT",
+        ),
+    ]
+)
+write_tsv(horizons, sm.output.horizons)
+log.info("cumulative incidences at %d horizons (pre-conditioning day %s)", len(horizons), pre)
 
 # safety
 write_tsv(safety.adverse_events(events, n), sm.output.safety)
@@ -92,6 +113,7 @@ table = endpoints.endpoints_table(
     simon=decision,
     safety=(safety.patients_with_grade(events, 3), n),
     horizon=p.horizon,
+    horizons=horizons,
 )
 write_tsv(table, sm.output.endpoints)
 log.info("%d endpoints written", len(table))

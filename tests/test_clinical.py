@@ -409,17 +409,37 @@ def test_endpoints_table():
     p, r = cohort()
     km, _ = endpoints.survival_until_hsct(p)
     rates = endpoints.response_rates(p, r)
-    ttr = {
-        "PR": endpoints.time_to_response(p, r, "PR")[1],
-        "CR": endpoints.time_to_response(p, r, "CR")[1],
-    }
+    per = {k: endpoints.time_to_response(p, r, k)[0] for k in ("PR", "CR")}
+    ttr = {k: endpoints.time_to_response(p, r, k)[1] for k in ("PR", "CR")}
+    react = endpoints.reactivation(p, r)
+    # P4: PR at D7, NR at D14 and D21, no reactivation recorded: a loss of response
+    assert react[0].set_index("patient_id")["loss_of_response_day"].to_dict() == pytest.approx(
+        {"P2": NAN, "P3": NAN, "P4": 14.0, "P5": NAN}, nan_ok=True
+    )
+    assert endpoints.preconditioning_day(p) == 37  # median of 33 and 43, minus one
+    hz = dict(endpoints.FIXED_HORIZONS, precond=37.0)
+    horizons = pd.concat(
+        [
+            endpoints.cuminc_horizons(ttr, per, hz, "death and HSCT"),
+            endpoints.cuminc_horizons(
+                {"reactivation": react[1]}, {"reactivation": react[0]}, hz, "death and HSCT"
+            ),
+        ]
+    )
+    h = horizons.set_index(["outcome", "horizon"])
+    assert h.loc[("PR", "D28"), "cuminc"] == pytest.approx(2 / 3)
+    assert h.loc[("PR", "D28"), "n_event"] == 4
+    assert h.loc[("PR", "end of follow-up"), "day"] == 30
+    # CR with HSCT competing: P5's HSCT at day 50 ends follow-up (no censoring left after)
+    assert h.loc[("CR", "W8"), "cuminc"] == pytest.approx(1 / 6)
     tab = endpoints.endpoints_table(
         primary=endpoints.primary_endpoint(p),
         km=km,
         rates=rates,
         ttr=ttr,
-        react=endpoints.reactivation(p, r),
+        react=react,
         safety=(2, 6),
+        horizons=horizons,
     )
     assert tab.columns.tolist() == ["endpoint", "estimate", "ci_low", "ci_high", "n", "note"]
     e = tab.set_index("endpoint")
@@ -427,7 +447,15 @@ def test_endpoints_table():
     assert e.loc["KM survival until HSCT at day 56", "estimate"] == pytest.approx(2 / 3)
     assert e.loc["PR or better rate at D28", "estimate"] == pytest.approx(2 / 6)
     assert e.loc["median days to first PR", "estimate"] == 14
-    assert e.loc["cumulative incidence of first PR by day 28", "estimate"] == pytest.approx(2 / 3)
+    d28 = e.loc["cumulative incidence of first PR by D28 (day 28)"]
+    assert d28["estimate"] == pytest.approx(2 / 3)
+    assert d28["ci_low"] < 2 / 3 < d28["ci_high"]
+    # with 6 patients the lower band never reaches 0.5: upper limit not reached
+    assert e.loc["median days to first PR", ["ci_low", "ci_high"]].tolist() == pytest.approx(
+        [7, NAN], nan_ok=True
+    )
+    lost = e.loc["responders with loss of response (NR after PR/CR) without recorded reactivation"]
+    assert (lost["estimate"], lost["n"]) == (0.25, 4)
     assert e.loc["patients with an adverse event of grade >= 3", "estimate"] == pytest.approx(1 / 3)
 
 

@@ -71,6 +71,11 @@ rule clinical_endpoints:
         ),
         reactivation=res("clinical/reactivation.tsv"),
         reactivation_cuminc=res("clinical/reactivation_cuminc.tsv"),
+        horizons=report(
+            res("clinical/cuminc_horizons.tsv"),
+            caption="../report/clinical_cuminc_horizons.rst",
+            category="Clinical",
+        ),
         safety=res("clinical/safety.tsv"),
         viral=res("clinical/viral_infections.tsv"),
     log:
