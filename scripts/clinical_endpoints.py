@@ -101,8 +101,23 @@ write_tsv(horizons, sm.output.horizons)
 log.info("cumulative incidences at %d horizons (pre-conditioning day %s)", len(horizons), pre)
 
 # safety
-write_tsv(safety.adverse_events(events, n), sm.output.safety)
-write_tsv(safety.viral_infections(events, patients), sm.output.viral)
+# params.safety_window is the whole config section (start_day, end)
+windows = safety.treatment_windows(patients, p.safety_window)
+on_treatment, outside = safety.split_by_window(events, patients, p.safety_window)
+write_tsv(windows, sm.output.safety_windows)
+write_tsv(safety.adverse_events(on_treatment, n), sm.output.safety)
+write_tsv(outside, sm.output.safety_outside)
+write_tsv(safety.viral_infections(on_treatment, patients), sm.output.viral)
+log.info(
+    "safety window %s: %d events on treatment, %d outside",
+    p.safety_window,
+    len(on_treatment),
+    len(outside),
+)
+window_text = (
+    f"on treatment (day {p.safety_window['start_day']:g} to "
+    f"{p.safety_window['end'].replace('_', ' ')})"
+)
 
 table = endpoints.endpoints_table(
     primary=primary,
@@ -111,7 +126,15 @@ table = endpoints.endpoints_table(
     ttr=ttr,
     react=react,
     simon=decision,
-    safety=(safety.patients_with_grade(events, 3), n),
+    safety={
+        "window": window_text,
+        "grade3": safety.patients_with_grade(on_treatment, 3),
+        "grade3_any": safety.patients_with_grade(events, 3),
+        "viral": safety.patients_with_viral_infection(on_treatment),
+        "viral_any": safety.patients_with_viral_infection(events),
+        "n_outside": len(outside),
+        "n": n,
+    },
     horizon=p.horizon,
     horizons=horizons,
 )

@@ -456,7 +456,9 @@ def test_endpoints_table():
     )
     lost = e.loc["responders with loss of response (NR after PR/CR) without recorded reactivation"]
     assert (lost["estimate"], lost["n"]) == (0.25, 4)
-    assert e.loc["patients with an adverse event of grade >= 3", "estimate"] == pytest.approx(1 / 3)
+    assert e.loc["patients with an adverse event of grade >= 3, whole follow-up", "estimate"] == (
+        pytest.approx(1 / 3)
+    )
 
 
 def test_figures_draw():
@@ -564,3 +566,75 @@ def test_cuminc_variance_by_hand():
     assert v[1] == v[0]  # cmprsk updates the variance at event-of-interest times only
     # cmprsk 2.2-11: timepoints(cuminc(c(1, 2, 3, 4), c(1, 2, 1, 0)), 1:4)$var["1 1", ]
     assert v == pytest.approx([0.0625, 0.0625, 0.10590278, 0.10590278], abs=1e-8)
+
+
+# --- safety window ----------------------------------------------------------------------------
+
+WINDOW = {"start_day": 0, "end": "day_before_conditioning"}
+
+
+def test_treatment_windows_protocol_default():
+    p, _ = cohort()
+    w = safety.treatment_windows(p, WINDOW).set_index("patient_id")
+    # P2 conditioning day 33 -> 32; P5 day 43 -> 42; no conditioning: last follow-up / death
+    assert w["window_end"].to_dict() == {
+        "P1": 10,
+        "P2": 32,
+        "P3": 80,
+        "P4": 30,
+        "P5": 42,
+        "P6": 30,
+    }
+    assert (w["window_start"] == 0).all()
+    hsct = safety.treatment_windows(p, {"start_day": 0, "end": "hsct"}).set_index("patient_id")
+    assert (hsct.loc["P2", "window_end"], hsct.loc["P5", "window_end"]) == (40, 50)
+    fu = safety.treatment_windows(p, {"start_day": 0, "end": "end_of_followup"})
+    assert fu.set_index("patient_id").loc["P5", "window_end"] == 70
+    with pytest.raises(ValueError):
+        safety.treatment_windows(p, {"start_day": 0, "end": "week8"})
+
+
+def test_events_split_by_window_and_viral_counts():
+    p, _ = cohort()
+    ev = pd.concat(
+        [
+            events(),
+            pd.DataFrame(
+                [
+                    ("P2", 33, "adverse_event", "mucositis", 3, "new"),  # conditioning day
+                    ("P5", 44, "viral_infection", "BK", 2, "new"),
+                    ("P3", -2, "adverse_event", "rash", 1, "new"),
+                ],
+                columns=events().columns,
+            ),
+        ],
+        ignore_index=True,
+    )
+    inside, outside = safety.split_by_window(ev, p, WINDOW)
+    assert len(inside) == 7 and len(outside) == 3
+    assert outside.set_index("term")["window"].to_dict() == {
+        "mucositis": "after window",
+        "BK": "after window",
+        "rash": "before window",
+    }
+    assert safety.patients_with_grade(inside, 3) == 2
+    assert safety.patients_with_grade(ev, 3) == 3
+    assert safety.patients_with_viral_infection(inside) == 2
+    assert safety.patients_with_viral_infection(ev) == 3
+    tab = endpoints.endpoints_table(
+        safety={
+            "window": "on treatment",
+            "grade3": 2,
+            "grade3_any": 3,
+            "viral": 2,
+            "viral_any": 3,
+            "n_outside": 3,
+            "n": 6,
+        }
+    ).set_index("endpoint")
+    vi = tab.loc["patients with a viral infection (new or worsening), on treatment"]
+    # R: binom.test(2, 6)$conf.int
+    assert (vi["estimate"], vi["ci_low"], vi["ci_high"]) == pytest.approx(
+        (1 / 3, 0.0432718682927, 0.7772219044965), abs=1e-11
+    )
+    assert "3 events outside the window" in vi["note"]

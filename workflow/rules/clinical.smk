@@ -77,6 +77,8 @@ rule clinical_endpoints:
             category="Clinical",
         ),
         safety=res("clinical/safety.tsv"),
+        safety_outside=res("clinical/safety_outside_window.tsv"),
+        safety_windows=res("clinical/safety_windows.tsv"),
         viral=res("clinical/viral_infections.tsv"),
     log:
         logp("clinical_endpoints"),
@@ -94,6 +96,7 @@ rule clinical_endpoints:
         policy=CLIN["rate_policy"],
         primary_missing=CLIN["primary_missing"],
         hsct_competing=CLIN["hsct_competing"],
+        safety_window=CLIN["safety_window"],
         simon=CLIN["simon"],
     script:
         "../../scripts/clinical_endpoints.py"

@@ -290,7 +290,9 @@ def endpoints_table(
     horizons: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Collect every endpoint into rows endpoint, estimate, ci_low, ci_high, n, note;
-    ``safety`` is (patients with a grade >= 3 adverse event, patients); ``horizons`` the
+    ``safety`` is a dict grade3 / viral (patients with a grade >= 3 adverse event / a viral
+    infection in the window), n, and optionally window (text), grade3_any / viral_any (whole
+    follow-up), n_outside (events outside the window), or a tuple (grade3, n); ``horizons`` the
     cuminc_horizons table of the ``ttr`` curves and of "reactivation"."""
     from rhlh.survival import step_value
 
@@ -406,18 +408,38 @@ def endpoints_table(
                 )
             )
     if safety is not None:
-        k, n = safety
-        est = proportion(k, n)
-        rows.append(
-            (
-                "patients with an adverse event of grade >= 3",
-                est["estimate"],
-                est["ci_low"],
-                est["ci_high"],
-                n,
-                f"{k}/{n}, exact 95% CI",
-            )
+        if not isinstance(safety, dict):  # (patients with grade >= 3, patients)
+            safety = {"grade3": safety[0], "n": safety[1]}
+        n = safety["n"]
+        window = safety.get("window", "whole follow-up")
+        out_note = (
+            f"; {safety['n_outside']} events outside the window listed separately"
+            if "n_outside" in safety
+            else ""
         )
+        for key, label in (
+            ("grade3", "patients with an adverse event of grade >= 3"),
+            ("viral", "patients with a viral infection (new or worsening)"),
+        ):
+            if key not in safety:
+                continue
+            k = safety[key]
+            est = proportion(k, n)
+            extra = (
+                f" ({safety[key + '_any']} over the whole follow-up)"
+                if key + "_any" in safety
+                else ""
+            )
+            rows.append(
+                (
+                    f"{label}, {window}",
+                    est["estimate"],
+                    est["ci_low"],
+                    est["ci_high"],
+                    n,
+                    f"{k}/{n}, exact 95% CI{extra}{out_note}",
+                )
+            )
     return pd.DataFrame(rows, columns=ENDPOINT_COLUMNS)
 
 
