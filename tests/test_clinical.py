@@ -638,3 +638,42 @@ def test_events_split_by_window_and_viral_counts():
         (1 / 3, 0.0432718682927, 0.7772219044965), abs=1e-11
     )
     assert "3 events outside the window" in vi["note"]
+
+
+# --- patient flow and swimmer plot ------------------------------------------------------------
+
+
+def test_patient_flow():
+    from rhlh.clinical.flow import patient_flow
+
+    p, r = cohort()
+    f = patient_flow(p, r).set_index(["step", "visit"])
+    assert f.loc[("enrolled", ""), "n"] == 6
+    d28 = f.loc[("assessed", "D28")]
+    # P2, P5 assessed, P3 NE; P1 dead; P4, P6 no D28 assessment
+    assert (d28["n"], d28["n_ne"], d28["n_dead_before"], d28["n_missing"]) == (3, 1, 1, 2)
+    w8 = f.loc[("assessed", "W8")]
+    assert (w8["n"], w8["n_hsct_before"], w8["n_dead_before"]) == (1, 2, 2)
+    assert f.loc[("HSCT", ""), "n"] == 2 and f.loc[("conditioning", ""), "n"] == 2
+    # P1, P6 died without HSCT; P5 died on day 70 after the graft on day 50
+    assert f.loc[("died before HSCT", ""), "n"] == 2
+    assert f.loc[("died after HSCT", ""), "n"] == 1
+    assert f.loc[("lost to follow-up", ""), "n"] == 1  # P4, last seen day 30
+
+
+def test_swimmer_and_flow_figures_draw():
+    import matplotlib.pyplot as plt
+
+    from rhlh.clinical.flow import patient_flow
+
+    p, r = cohort()
+    samples = pd.DataFrame({"patient_id": ["P1", "P2", "P2"], "day": [0, 0, 7]})
+    fig = clinical_figures.plot_swimmer(p, r, samples)
+    ax = fig.axes[0]
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert labels[-1] == "P2" and labels[0] == "P1"  # longest follow-up on top
+    assert len(ax.patches) >= 6
+    plt.close(fig)
+    fig = clinical_figures.plot_patient_flow(patient_flow(p, r))
+    assert any("n = 6" in t.get_text() for t in fig.axes[0].texts)
+    plt.close(fig)

@@ -102,6 +102,44 @@ rule clinical_endpoints:
         "../../scripts/clinical_endpoints.py"
 
 
+rule clinical_patients:
+    input:
+        patients=res("inputs/validated/patients.tsv"),
+        responses=res("inputs/validated/responses.tsv"),
+        samples=res("inputs/validated/samples.tsv"),
+    output:
+        flow=report(
+            res("clinical/patient_flow.tsv"),
+            caption="../report/clinical_patient_flow.rst",
+            category="Clinical",
+        ),
+        flow_fig=report(
+            res("clinical/figures/patient_flow.png"),
+            caption="../report/clinical_patient_flow.rst",
+            category="Clinical",
+        ),
+        swimmer=report(
+            res("clinical/figures/swimmer.png"),
+            caption="../report/clinical_swimmer.rst",
+            category="Clinical",
+        ),
+    log:
+        logp("clinical_patients"),
+    benchmark:
+        bench("clinical_patients")
+    conda:
+        "../../envs/clinical.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    params:
+        visits=CLIN["response_visits"],
+        horizon=CLIN["horizon_days"],
+    script:
+        "../../scripts/clinical_patients.py"
+
+
 rule clinical_pk:
     input:
         pk=res("inputs/validated/pk.tsv"),
@@ -143,4 +181,7 @@ rule clinical_pk:
 TARGETS["clinical"] = [
     res("clinical/responders.tsv"),
     res("clinical/endpoints.tsv"),
+    res("clinical/patient_flow.tsv"),
+    res("clinical/figures/patient_flow.png"),
+    res("clinical/figures/swimmer.png"),
 ] + ([res("clinical/pk.tsv")] if INPUTS["pk"] else [])
