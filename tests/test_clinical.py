@@ -677,3 +677,26 @@ def test_swimmer_and_flow_figures_draw():
     fig = clinical_figures.plot_patient_flow(patient_flow(p, r))
     assert any("n = 6" in t.get_text() for t in fig.axes[0].texts)
     plt.close(fig)
+
+
+def test_pk_summary_below_lloq_is_not_a_substituted_median():
+    v = pk_lib.pk_values(pk())
+    s = pk_lib.pk_summary(v, visits=["D0", "D7", "D14"]).set_index(["matrix", "visit"])
+    d0 = s.loc[("plasma", "D0")]  # the one reading is below LLOQ
+    assert np.isnan(d0["median"]) and np.isnan(d0["geo_mean"]) and np.isnan(d0["min"])
+    assert np.isnan(d0["max"])
+    assert d0["summary"] == "< LLOQ (1/1 below 0.5)"
+    csf = s.loc[("csf", "D7")]  # 1 of 3 below: median observed, minimum censored
+    assert csf["median"] == 1.0 and np.isnan(csf["min"]) and np.isnan(csf["q1"])
+    assert csf["summary"].endswith("1/3 below LLOQ")
+    # 2 of 4 below: the median interpolates with a censored reading, left empty
+    half = pd.DataFrame(
+        [
+            (f"P{i}", 7, "D7", "plasma", c, "ng/mL", 0.5)
+            for i, c in enumerate(["<0.5", "<0.5", "3", "5"])
+        ],
+        columns=pk().columns,
+    )
+    h = pk_lib.pk_summary(pk_lib.pk_values(half)).iloc[0]
+    assert np.isnan(h["median"]) and h["q3"] == pytest.approx(3.5) and h["max"] == 5
+    assert "below LLOQ" in h["summary"] and not h["summary"].startswith("<")

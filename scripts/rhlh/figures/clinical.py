@@ -145,7 +145,8 @@ def plot_pk(values: pd.DataFrame, matrix: str, visits=None):
         ax.scatter(
             i + jit[cens], g["value"][cens], s=18, facecolors="none", edgecolors=OKABE_ITO[1]
         )
-        if len(g):
+        # the median only when it is not a substituted (below-LLOQ) value, as in pk.tsv
+        if len(g) and int(np.floor(0.5 * (len(g) - 1))) >= int(cens.sum()):
             ax.hlines(g["value"].median(), i - 0.3, i + 0.3, color="black", lw=1.5)
     if order:
         ax.set_yscale("log")
@@ -154,7 +155,9 @@ def plot_pk(values: pd.DataFrame, matrix: str, visits=None):
     ax.set_ylabel(f"ruxolitinib ({unit.iloc[0] if len(unit) else ''})")
     label = "CSF" if matrix == "csf" else matrix
     ax.set_title(
-        f"Ruxolitinib in {label}\nopen: below LLOQ (substituted); bar: median", fontsize=10
+        f"Ruxolitinib in {label}\nopen: below LLOQ (drawn at the substituted value); "
+        "bar: median (none when below LLOQ)",
+        fontsize=10,
     )
     return fig
 
