@@ -51,9 +51,12 @@ log.info(
 )
 
 # response rates by visit
-rates = endpoints.response_rates(patients, responses, p.visits, p.policy)
+# rate rule: w8_or_preconditioning (protocol) adds "W8 or PRECOND1"; itt as listed
+rate_visits = endpoints.rate_visits(p.visits, p.rate_rule)
+rates = endpoints.response_rates(patients, responses, rate_visits, p.policy)
+rates.insert(0, "rule", p.rate_rule)
 write_tsv(rates, sm.output.rates)
-save_figure(clinical_figures.plot_response_rates(rates, p.visits), sm.output.rates_fig)
+save_figure(clinical_figures.plot_response_rates(rates, rate_visits), sm.output.rates_fig)
 
 # delay to first PR / CR, death competing (HSCT competing or censoring per config)
 competing = ("death", "hsct") if p.hsct_competing else ("death",)

@@ -700,3 +700,36 @@ def test_pk_summary_below_lloq_is_not_a_substituted_median():
     h = pk_lib.pk_summary(pk_lib.pk_values(half)).iloc[0]
     assert np.isnan(h["median"]) and h["q3"] == pytest.approx(3.5) and h["max"] == 5
     assert "below LLOQ" in h["summary"] and not h["summary"].startswith("<")
+
+
+def test_rate_rule_w8_or_preconditioning():
+    p, r = cohort()
+    assert endpoints.rate_visits(["D28", "W8", "PRECOND1"]) == [
+        "D28",
+        "W8",
+        "W8 or PRECOND1",
+        "PRECOND1",
+    ]
+    assert endpoints.rate_visits(["D28", "W8"], "itt") == ["D28", "W8"]
+    with pytest.raises(ValueError):
+        endpoints.rate_visits(["W8"], "per_protocol")
+    st = responders.visit_status(p, r, responders.W8_OR_PRECOND).set_index("patient_id")
+    # P2 (conditioning day 33) and P5 (day 43): their PRECOND1 assessment; others W8 status
+    assert st["status"].to_dict() == {
+        "P1": "dead",
+        "P2": "assessed",
+        "P3": "assessed",
+        "P4": "missing",
+        "P5": "assessed",
+        "P6": "dead",
+    }
+    assert st.loc["P2", "response"] == "CR" and st.loc["P5", "response"] == "PR"
+    assert st.loc["P2", "reason"].startswith("conditioning before W8")
+    rates = endpoints.response_rates(p, r, endpoints.rate_visits(["W8"])).set_index(
+        ["visit", "outcome"]
+    )
+    # ITT W8 counts the two transplanted patients as failures: 1/6; the protocol rule 3/6
+    assert rates.loc[("W8", "PR_or_better"), "x"] == 1
+    both = rates.loc[("W8 or PRECOND1", "PR_or_better")]
+    assert (both["x"], both["n"], both["n_hsct"]) == (3, 6, 0)
+    assert rates.loc[("W8 or PRECOND1", "CR"), "x"] == 1

@@ -94,6 +94,7 @@ rule clinical_endpoints:
         horizon=CLIN["horizon_days"],
         visits=CLIN["response_visits"],
         policy=CLIN["rate_policy"],
+        rate_rule=CLIN["rate_rule"],
         primary_missing=CLIN["primary_missing"],
         hsct_competing=CLIN["hsct_competing"],
         safety_window=CLIN["safety_window"],

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from rhlh.clinical.responders import primary_endpoint_status, visit_status
+from rhlh.clinical.responders import W8_OR_PRECOND, primary_endpoint_status, visit_status
 from rhlh.contract.timeline import fmt_day, patient_days, response_rows
 from rhlh.survival import (
     aalen_johansen,
@@ -20,6 +20,22 @@ from rhlh.survival import (
 RESPONSE_VISITS = ("D7", "D14", "D21", "D28", "W8", "PRECOND1")
 POLICY_KEYS = ("dead", "hsct", "missing", "ne")
 DEFAULT_POLICY = {"dead": "failure", "hsct": "failure", "missing": "failure", "ne": "failure"}
+# response-rate rules: 'w8_or_preconditioning' (protocol default) adds the visit
+# "W8 or PRECOND1" after W8 (PRECOND1 for patients conditioned on or before the W8 day, W8 for
+# the others); 'itt' reports the visits as listed (leaving for HSCT before W8 = failure at W8)
+RATE_RULES = ("w8_or_preconditioning", "itt")
+
+
+def rate_visits(visits, rule: str = "w8_or_preconditioning") -> list:
+    """The visits whose response rates are reported under ``rule`` (see RATE_RULES)."""
+    if rule not in RATE_RULES:
+        raise ValueError(f"rate rule must be one of {', '.join(RATE_RULES)}, got {rule!r}")
+    out = [v for v in visits if v != W8_OR_PRECOND]
+    if rule == "w8_or_preconditioning" and "W8" in out:
+        out.insert(out.index("W8") + 1, W8_OR_PRECOND)
+    return out
+
+
 RATE_COLUMNS = [
     "visit",
     "outcome",
@@ -334,7 +350,8 @@ def endpoints_table(
                     r.ci_high,
                     r.n,
                     f"{r.x}/{r.n}; dead {r.n_dead}, HSCT {r.n_hsct}, missing "
-                    f"{r.n_missing}, NE {r.n_ne}, excluded {r.n_excluded}",
+                    f"{r.n_missing}, NE {r.n_ne}, excluded {r.n_excluded}; exact 95% CI"
+                    + (f"; rate rule {r.rule}" if hasattr(r, "rule") else ""),
                 )
             )
     hz = horizons if horizons is not None else pd.DataFrame(columns=HORIZON_COLUMNS)

@@ -68,8 +68,8 @@ def plot_response_rates(rates: pd.DataFrame, visits=RESPONSE_VISITS):
 
     from rhlh.plotting import OKABE_ITO
 
-    fig, ax = plt.subplots(figsize=(7, 4))
     order = [v for v in visits if v in set(rates["visit"])]
+    fig, ax = plt.subplots(figsize=(max(7, 1.05 * len(order) + 1), 4.2))
     x = np.arange(len(order))
     for k, (outcome, label) in enumerate((("PR_or_better", "PR or better"), ("CR", "CR"))):
         r = rates[rates["outcome"] == outcome].set_index("visit").reindex(order)
@@ -94,9 +94,9 @@ def plot_response_rates(rates: pd.DataFrame, visits=RESPONSE_VISITS):
                 va="bottom",
                 fontsize=7,
             )
-    ax.set_xticks(x, order)
+    ax.set_xticks(x, [v.replace(" or ", "\nor ") for v in order])
     ax.set_ylim(0, 1.1)
-    ax.set_ylabel("proportion of patients (ITT)")
+    ax.set_ylabel("proportion of patients")
     ax.set_title("Response rate by visit (exact 95% CI)")
     ax.legend(frameon=False)
     return fig
