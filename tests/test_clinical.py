@@ -733,3 +733,17 @@ def test_rate_rule_w8_or_preconditioning():
     both = rates.loc[("W8 or PRECOND1", "PR_or_better")]
     assert (both["x"], both["n"], both["n_hsct"]) == (3, 6, 0)
     assert rates.loc[("W8 or PRECOND1", "CR"), "x"] == 1
+
+
+def test_km_median_ci_matches_survfit():
+    from rhlh.survival import median_ci
+
+    times = _fixture("km_times.tsv")
+    ref = _fixture("km_medians.tsv").set_index("dataset")
+    for ds, g in times.groupby("dataset", sort=False):
+        km = kaplan_meier(g["time"], g["event"])
+        r = ref.loc[ds]
+        got = median_ci(km, "survival")
+        assert got == pytest.approx(
+            (r["median"], r["ci_low"], r["ci_high"]), abs=1e-12, nan_ok=True
+        ), ds

@@ -224,19 +224,42 @@ def cuminc_at(table: pd.DataFrame, t: float) -> dict:
     }
 
 
+def _survfit_quantile(times, y, p: float = 0.5, tol: float = 1.5e-8) -> float:
+    """Time a decreasing step curve y reaches p as survival::survfit's quantile gives it: the
+    first time y <= p; when y equals p there (a flat stretch at p), the midpoint between that
+    time and the time the curve next drops below p (or the last time when it never does)."""
+    times = np.asarray(times, dtype=float)
+    y = np.asarray(y, dtype=float)
+    hit = np.flatnonzero(~np.isnan(y) & (y <= p + tol))
+    if len(hit) == 0:
+        return float("nan")
+    i = hit[0]
+    if abs(y[i] - p) >= tol:
+        return float(times[i])
+    below = np.flatnonzero(~np.isnan(y) & (y < p - tol))
+    below = below[below > i]
+    return float((times[i] + (times[below[0]] if len(below) else times[-1])) / 2)
+
+
 def median_ci(table: pd.DataFrame, column: str = "cuminc") -> tuple[float, float, float]:
-    """Median time and its Brookmeyer-Crowley-type interval by inverting the pointwise CI
-    band (as survival::survfit does for a Kaplan-Meier median): the median is the first time
-    the curve reaches 0.5, the lower limit the first time the upper band does, the upper limit
-    the first time the lower band does (NaN: not reached). For a cumulative incidence the band
-    rises; for a survival curve (``column='survival'``) it falls."""
-    med = median_time(table, column)
+    """Median time and its 95% CI by inverting the pointwise CI band (Brookmeyer-Crowley).
+
+    Survival curve (``column='survival'``, a kaplan_meier table): as survival::survfit's
+    quantile (median where the curve reaches 0.5, lower limit where the lower band does,
+    upper limit where the upper band does; a flat stretch at exactly 0.5 gives its midpoint).
+    Cumulative incidence (``'cuminc'``): the first time the curve reaches 0.5, the lower limit
+    the first time the upper band does, the upper limit the first time the lower band does.
+    NaN: not reached."""
     if column == "survival":
-        first_low = table[table["ci_low"] <= 0.5 + 1e-12]
-        first_high = table[table["ci_high"] <= 0.5 + 1e-12]
-        lo = float(first_high["time"].iloc[0]) if len(first_high) else np.nan
-        hi = float(first_low["time"].iloc[0]) if len(first_low) else np.nan
-        return med, lo, hi
+        t = table["time"]
+        # survfit has no band where the curve is 0
+        band = table[["ci_low", "ci_high"]].where(table["survival"] > 0)
+        return (
+            _survfit_quantile(t, table["survival"]),
+            _survfit_quantile(t, band["ci_low"]),
+            _survfit_quantile(t, band["ci_high"]),
+        )
+    med = median_time(table, column)
     first_high = table[table["ci_high"] >= 0.5 - 1e-12]
     first_low = table[table["ci_low"] >= 0.5 - 1e-12]
     lo = float(first_high["time"].iloc[0]) if len(first_high) else np.nan

@@ -339,6 +339,18 @@ def endpoints_table(
                 "death, censored at HSCT/last follow-up; log-log 95% CI",
             )
         )
+        med, lo, hi = median_ci(km, "survival")
+        rows.append(
+            (
+                "median days of survival until HSCT (KM)",
+                med,
+                lo,
+                hi,
+                int(km["n_at_risk"].iloc[0]) if len(km) else 0,
+                "Brookmeyer-Crowley 95% CI on the log-log band, as survival::survfit"
+                + ("; median not reached" if np.isnan(med) else ""),
+            )
+        )
     if rates is not None:
         for r in rates.itertuples(index=False):
             label = "CR" if r.outcome == "CR" else "PR or better"
