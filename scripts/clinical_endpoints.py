@@ -2,7 +2,7 @@
 
 import pandas as pd
 
-from rhlh.clinical import endpoints, responders, safety
+from rhlh.clinical import endpoints, pk, responders, safety
 from rhlh.contract import timeline
 from rhlh.figures import clinical as clinical_figures
 from rhlh.io import save_figure, write_tsv
@@ -17,6 +17,11 @@ p = sm.params
 patients = read_validated(sm.input.patients, timeline.PATIENT_DAY_COLUMNS)
 responses = read_validated(sm.input.responses, ["day"])
 events = read_validated(sm.input.events[0], ["day", "grade"]) if sm.input.events else None
+pk_summary = pk_ratio = None
+if sm.input.pk:  # CSF concentrations and CSF/plasma ratios for the endpoint table
+    pk_values = pk.pk_values(read_validated(sm.input.pk[0], ["day", "lloq"]), p.pk_substitution)
+    pk_summary = pk.pk_summary(pk_values)
+    pk_ratio = pk.csf_plasma_ratio(pk_values)
 n = len(patients)
 
 # primary endpoint: alive at HSCT or week 8, and KM of death censored at HSCT
@@ -140,6 +145,8 @@ table = endpoints.endpoints_table(
     },
     horizon=p.horizon,
     horizons=horizons,
+    pk=pk_summary,
+    pk_ratio=pk_ratio,
 )
 write_tsv(table, sm.output.endpoints)
 log.info("%d endpoints written", len(table))

@@ -747,3 +747,16 @@ def test_km_median_ci_matches_survfit():
         assert got == pytest.approx(
             (r["median"], r["ci_low"], r["ci_high"]), abs=1e-12, nan_ok=True
         ), ds
+
+
+def test_endpoints_table_csf_pk_rows():
+    v = pk_lib.pk_values(pk())
+    tab = endpoints.endpoints_table(
+        pk=pk_lib.pk_summary(v), pk_ratio=pk_lib.csf_plasma_ratio(v)
+    ).set_index("endpoint")
+    csf = tab.loc["CSF ruxolitinib at D7 (median)"]
+    assert (csf["estimate"], csf["n"]) == (1.0, 3)
+    assert "1/3 below LLOQ" in csf["note"]
+    ratio = tab.loc["CSF/plasma ruxolitinib ratio (median of paired draws)"]
+    # P1 0.25/25 = 0.01, P3 1/40 = 0.025; P2's plasma is censored
+    assert (ratio["estimate"], ratio["n"]) == (pytest.approx(0.0175), 2)

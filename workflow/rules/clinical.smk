@@ -3,6 +3,7 @@
 
 CLIN = config["clinical"]
 CLIN_EVENTS = [res("inputs/validated/events.tsv")] if INPUTS["events"] else []
+CLIN_PK = [res("inputs/validated/pk.tsv")] if INPUTS["pk"] else []
 
 
 rule clinical_responders:
@@ -37,6 +38,7 @@ rule clinical_endpoints:
         patients=res("inputs/validated/patients.tsv"),
         responses=res("inputs/validated/responses.tsv"),
         events=CLIN_EVENTS,
+        pk=CLIN_PK,
     output:
         endpoints=report(
             res("clinical/endpoints.tsv"),
@@ -98,6 +100,7 @@ rule clinical_endpoints:
         primary_missing=CLIN["primary_missing"],
         hsct_competing=CLIN["hsct_competing"],
         safety_window=CLIN["safety_window"],
+        pk_substitution=CLIN["pk_substitution"],
         simon=CLIN["simon"],
     script:
         "../../scripts/clinical_endpoints.py"

@@ -304,12 +304,15 @@ def endpoints_table(
     safety: tuple | None = None,
     horizon: float = 56,
     horizons: pd.DataFrame | None = None,
+    pk: pd.DataFrame | None = None,
+    pk_ratio: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Collect every endpoint into rows endpoint, estimate, ci_low, ci_high, n, note;
     ``safety`` is a dict grade3 / viral (patients with a grade >= 3 adverse event / a viral
     infection in the window), n, and optionally window (text), grade3_any / viral_any (whole
     follow-up), n_outside (events outside the window), or a tuple (grade3, n); ``horizons`` the
-    cuminc_horizons table of the ``ttr`` curves and of "reactivation"."""
+    cuminc_horizons table of the ``ttr`` curves and of "reactivation"; ``pk`` the pk_summary
+    table (CSF rows reported) and ``pk_ratio`` the csf_plasma_ratio table."""
     from rhlh.survival import step_value
 
     rows = []
@@ -469,6 +472,32 @@ def endpoints_table(
                     f"{k}/{n}, exact 95% CI{extra}{out_note}",
                 )
             )
+    if pk is not None:
+        for r in pk[pk["matrix"] == "csf"].itertuples(index=False):
+            rows.append(
+                (
+                    f"CSF ruxolitinib at {r.visit} (median)",
+                    r.median,
+                    np.nan,
+                    np.nan,
+                    r.n,
+                    f"{r.summary}; no CI (descriptive)",
+                )
+            )
+    if pk_ratio is not None and len(pk_ratio):
+        ok = pk_ratio["ratio"].dropna()
+        cens = int((pk_ratio["censor_csf"] == "<").sum())
+        rows.append(
+            (
+                "CSF/plasma ruxolitinib ratio (median of paired draws)",
+                float(ok.median()) if len(ok) else np.nan,
+                np.nan,
+                np.nan,
+                len(ok),
+                f"{len(ok)} paired draws with a quantified plasma value; {cens} CSF readings "
+                "below LLOQ among them (substituted); no CI (descriptive)",
+            )
+        )
     return pd.DataFrame(rows, columns=ENDPOINT_COLUMNS)
 
 
