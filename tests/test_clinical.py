@@ -659,6 +659,22 @@ def test_patient_flow():
     assert f.loc[("died before HSCT", ""), "n"] == 2
     assert f.loc[("died after HSCT", ""), "n"] == 1
     assert f.loc[("lost to follow-up", ""), "n"] == 1  # P4, last seen day 30
+    simon = pd.DataFrame(
+        [("optimal", "alive_at_hsct", "stage 1", 3, 3, 1, 1, "stop for futility")],
+        columns=[
+            "design",
+            "success_definition",
+            "stage",
+            "n_planned",
+            "n_observed",
+            "successes",
+            "threshold",
+            "decision",
+        ],
+    )
+    f2 = patient_flow(p, r, simon=simon)
+    assert f2["step"].tolist()[:2] == ["enrolled", "Simon stage-1 readout"]
+    assert f2.loc[1, "note"].endswith("stop for futility")
 
 
 def test_swimmer_and_flow_figures_draw():

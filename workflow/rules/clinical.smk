@@ -111,6 +111,7 @@ rule clinical_patients:
         patients=res("inputs/validated/patients.tsv"),
         responses=res("inputs/validated/responses.tsv"),
         samples=res("inputs/validated/samples.tsv"),
+        simon=res("clinical/simon_decision.tsv"),
     output:
         flow=report(
             res("clinical/patient_flow.tsv"),

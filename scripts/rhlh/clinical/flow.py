@@ -27,14 +27,29 @@ def patient_flow(
     responses: pd.DataFrame,
     visits=("D7", "D14", "D21", "D28", "W8", "PRECOND1"),
     horizon: float = 56,
+    simon: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """One row per step: enrolled; each response visit (patients with a response assessment,
     NE among them, missing, dead or gone to HSCT before it, not due); conditioning, HSCT,
     deaths (before HSCT / after HSCT) and lost to follow-up before ``horizon`` without HSCT.
-    ``n`` is the patients in the step (at a visit: assessed, NE included)."""
+    ``n`` is the patients in the step (at a visit: assessed, NE included); ``simon`` (the
+    simon_decision table) adds the stage-1 readout after enrolment."""
     p = patient_days(patients)
     n = len(p)
     rows = [("enrolled", "", n, *[pd.NA] * 6, "patients who received ruxolitinib (D0)")]
+    if simon is not None:
+        for r in simon[simon["stage"] == "stage 1"].itertuples(index=False):
+            rows.append(
+                (
+                    "Simon stage-1 readout",
+                    "",
+                    int(r.n_observed),
+                    *[pd.NA] * 6,
+                    f"first {r.n_observed} of {r.n_planned} planned ({r.design} design): "
+                    f"{r.successes} successes ({r.success_definition}) vs > {r.threshold}: "
+                    f"{r.decision}",
+                )
+            )
     for v in visits:
         st = visit_status(patients, responses, v)
         c = st["status"].value_counts()

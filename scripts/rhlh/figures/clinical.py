@@ -251,7 +251,8 @@ def plot_patient_flow(flow: pd.DataFrame):
     import matplotlib.pyplot as plt
 
     visits = flow[flow["step"] == "assessed"]
-    other = flow[~flow["step"].isin(["enrolled", "assessed"])]
+    stage1 = flow[flow["step"] == "Simon stage-1 readout"]
+    other = flow[~flow["step"].isin(["enrolled", "assessed", "Simon stage-1 readout"])]
     enrolled = int(flow.loc[flow["step"] == "enrolled", "n"].iloc[0])
     k = len(visits) + 2
     fig, ax = plt.subplots(figsize=(8.5, 0.75 * k + 1.2))
@@ -270,6 +271,16 @@ def plot_patient_flow(flow: pd.DataFrame):
         fontsize=10,
         bbox=box,
     )
+    for r in stage1.itertuples(index=False):
+        ax.text(
+            6.1,
+            y,
+            "Simon stage-1 readout\n" + r.note.replace(": ", ":\n", 1),
+            ha="left",
+            va="center",
+            fontsize=8,
+            bbox={**side, "fc": "#F4F4F4", "ec": "#555555"},
+        )
     for r in visits.itertuples(index=False):
         y -= 1
         ax.annotate("", (3, y + 0.32), (3, y + 0.68), arrowprops={"arrowstyle": "->"})
