@@ -80,7 +80,7 @@ write_tsv(pd.concat(ttr_pat), sm.output.ttr_patients)
 save_figure(
     clinical_figures.plot_cuminc(
         {f"first {k}": t for k, t in ttr.items()},
-        title=f"Time to first response ({competing_text} competing)",
+        title=f"Time to first response ({competing_text} competing; 95% band)",
     ),
     sm.output.cuminc,
 )

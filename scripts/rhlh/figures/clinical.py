@@ -107,15 +107,21 @@ def plot_cuminc(
     xlabel: str = "days since first ruxolitinib dose",
     title: str = "Cumulative incidence (death competing)",
 ):
-    """Aalen-Johansen cumulative incidence step curves, one per named table."""
+    """Aalen-Johansen cumulative incidence step curves, one per named table, with their 95%
+    bands when the tables have ci_low / ci_high."""
     import matplotlib.pyplot as plt
 
     from rhlh.plotting import OKABE_ITO
 
     fig, ax = plt.subplots(figsize=(6, 4))
     for k, (name, cif) in enumerate(curves.items()):
+        col = OKABE_ITO[k % len(OKABE_ITO)]
         t, y = _steps(cif, "cuminc", 0.0)
-        ax.step(t, y, where="post", lw=2, color=OKABE_ITO[k % len(OKABE_ITO)], label=name)
+        ax.step(t, y, where="post", lw=2, color=col, label=name)
+        if "ci_low" in cif.columns:  # log(-log) 95% band; none where the estimate is 0 or 1
+            _, lo = _steps(cif, "ci_low", np.nan)
+            _, hi = _steps(cif, "ci_high", np.nan)
+            ax.fill_between(t, lo, hi, step="post", color=col, alpha=0.15, lw=0)
     ax.set_ylim(0, 1.03)
     ax.set_xlim(left=0)
     ax.set_xlabel(xlabel)
