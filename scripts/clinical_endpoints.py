@@ -100,7 +100,7 @@ horizons = pd.concat(
         endpoints.cuminc_horizons(
             {"reactivation": react[1]},
             {"reactivation": react[0]},
-            endpoints.FIXED_HORIZONS,
+            endpoints.REACTIVATION_HORIZONS,
             "death and HSCT",
         ),
     ]

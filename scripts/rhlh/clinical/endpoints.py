@@ -68,6 +68,8 @@ HORIZON_COLUMNS = [
     "competing",
 ]
 FIXED_HORIZONS = {"D28": 28.0, "W8": 56.0}
+# reactivation is timed from the first response: the same day counts, not study visits
+REACTIVATION_HORIZONS = {"28 days": 28.0, "56 days": 56.0}
 
 
 def primary_endpoint(
@@ -506,4 +508,6 @@ def _horizon_label(h, scale: str = "") -> str:
         return f"end of follow-up (day {fmt_day(h.day)}{' ' + scale if scale else ''})"
     if h.horizon.startswith("pre-conditioning"):
         return f"{h.horizon} (day {fmt_day(h.day)})"
-    return f"{h.horizon} (day {fmt_day(h.day)}{' ' + scale if scale else ''})"
+    if scale:  # not study days: "28 days after first response"
+        return f"{fmt_day(h.day)} days {scale}"
+    return f"{h.horizon} (day {fmt_day(h.day)})"
