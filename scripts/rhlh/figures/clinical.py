@@ -68,8 +68,9 @@ def plot_response_rates(rates: pd.DataFrame, visits=RESPONSE_VISITS):
 
     from rhlh.plotting import OKABE_ITO
 
+    fig, ax = plt.subplots(figsize=(7, 4))
     order = [v for v in visits if v in set(rates["visit"])]
-    fig, ax = plt.subplots(figsize=(max(7, 1.05 * len(order) + 1), 4.2))
+    fig.set_size_inches(max(7, 1.05 * len(order) + 1), 4.2)
     x = np.arange(len(order))
     for k, (outcome, label) in enumerate((("PR_or_better", "PR or better"), ("CR", "CR"))):
         r = rates[rates["outcome"] == outcome].set_index("visit").reindex(order)
@@ -107,8 +108,7 @@ def plot_cuminc(
     xlabel: str = "days since first ruxolitinib dose",
     title: str = "Cumulative incidence (death competing)",
 ):
-    """Aalen-Johansen cumulative incidence step curves, one per named table, with their 95%
-    bands when the tables have ci_low / ci_high."""
+    """Aalen-Johansen cumulative incidence step curves, one per named table."""
     import matplotlib.pyplot as plt
 
     from rhlh.plotting import OKABE_ITO
@@ -118,7 +118,8 @@ def plot_cuminc(
         col = OKABE_ITO[k % len(OKABE_ITO)]
         t, y = _steps(cif, "cuminc", 0.0)
         ax.step(t, y, where="post", lw=2, color=col, label=name)
-        if "ci_low" in cif.columns:  # log(-log) 95% band; none where the estimate is 0 or 1
+        # with ci_low / ci_high: the log(-log) 95% band (none where the estimate is 0 or 1)
+        if "ci_low" in cif.columns:
             _, lo = _steps(cif, "ci_low", np.nan)
             _, hi = _steps(cif, "ci_high", np.nan)
             ax.fill_between(t, lo, hi, step="post", color=col, alpha=0.15, lw=0)
