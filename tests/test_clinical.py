@@ -1,5 +1,7 @@
 """Clinical endpoints: hand-computed cohorts, R survival reference values, consistency errors."""
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -252,7 +254,7 @@ def test_time_to_first_pr_cumulative_incidence():
 
 def test_time_to_first_cr_cumulative_incidence():
     p, r = cohort()
-    per, cif = endpoints.time_to_response(p, r, "CR")
+    per, cif = endpoints.time_to_response(p, r, "CR", competing=("death",))
     assert per["status"].tolist() == [2, 1, 0, 0, 0, 2]
     # P5 censored at HSCT (day 50) although dead on day 70
     assert per["time"].tolist() == [10, 21, 80, 30, 50, 30]
@@ -407,17 +409,37 @@ def test_endpoints_table():
     p, r = cohort()
     km, _ = endpoints.survival_until_hsct(p)
     rates = endpoints.response_rates(p, r)
-    ttr = {
-        "PR": endpoints.time_to_response(p, r, "PR")[1],
-        "CR": endpoints.time_to_response(p, r, "CR")[1],
-    }
+    per = {k: endpoints.time_to_response(p, r, k)[0] for k in ("PR", "CR")}
+    ttr = {k: endpoints.time_to_response(p, r, k)[1] for k in ("PR", "CR")}
+    react = endpoints.reactivation(p, r)
+    # P4: PR at D7, NR at D14 and D21, no reactivation recorded: a loss of response
+    assert react[0].set_index("patient_id")["loss_of_response_day"].to_dict() == pytest.approx(
+        {"P2": NAN, "P3": NAN, "P4": 14.0, "P5": NAN}, nan_ok=True
+    )
+    assert endpoints.preconditioning_day(p) == 37  # median of 33 and 43, minus one
+    hz = dict(endpoints.FIXED_HORIZONS, precond=37.0)
+    horizons = pd.concat(
+        [
+            endpoints.cuminc_horizons(ttr, per, hz, "death and HSCT"),
+            endpoints.cuminc_horizons(
+                {"reactivation": react[1]}, {"reactivation": react[0]}, hz, "death and HSCT"
+            ),
+        ]
+    )
+    h = horizons.set_index(["outcome", "horizon"])
+    assert h.loc[("PR", "D28"), "cuminc"] == pytest.approx(2 / 3)
+    assert h.loc[("PR", "D28"), "n_event"] == 4
+    assert h.loc[("PR", "end of follow-up"), "day"] == 30
+    # CR with HSCT competing: P5's HSCT at day 50 ends follow-up (no censoring left after)
+    assert h.loc[("CR", "W8"), "cuminc"] == pytest.approx(1 / 6)
     tab = endpoints.endpoints_table(
         primary=endpoints.primary_endpoint(p),
         km=km,
         rates=rates,
         ttr=ttr,
-        react=endpoints.reactivation(p, r),
+        react=react,
         safety=(2, 6),
+        horizons=horizons,
     )
     assert tab.columns.tolist() == ["endpoint", "estimate", "ci_low", "ci_high", "n", "note"]
     e = tab.set_index("endpoint")
@@ -425,8 +447,18 @@ def test_endpoints_table():
     assert e.loc["KM survival until HSCT at day 56", "estimate"] == pytest.approx(2 / 3)
     assert e.loc["PR or better rate at D28", "estimate"] == pytest.approx(2 / 6)
     assert e.loc["median days to first PR", "estimate"] == 14
-    assert e.loc["cumulative incidence of first PR by day 28", "estimate"] == pytest.approx(2 / 3)
-    assert e.loc["patients with an adverse event of grade >= 3", "estimate"] == pytest.approx(1 / 3)
+    d28 = e.loc["cumulative incidence of first PR by D28 (day 28)"]
+    assert d28["estimate"] == pytest.approx(2 / 3)
+    assert d28["ci_low"] < 2 / 3 < d28["ci_high"]
+    # with 6 patients the lower band never reaches 0.5: upper limit not reached
+    assert e.loc["median days to first PR", ["ci_low", "ci_high"]].tolist() == pytest.approx(
+        [7, NAN], nan_ok=True
+    )
+    lost = e.loc["responders with loss of response (NR after PR/CR) without recorded reactivation"]
+    assert (lost["estimate"], lost["n"]) == (0.25, 4)
+    assert e.loc["patients with an adverse event of grade >= 3, whole follow-up", "estimate"] == (
+        pytest.approx(1 / 3)
+    )
 
 
 def test_figures_draw():
@@ -443,3 +475,304 @@ def test_figures_draw():
     for f in figs:
         assert len(f.axes) == 1 and f.axes[0].has_data()
         plt.close(f)
+
+
+# --- cumulative incidence variance, CI, horizons and median CI vs R cmprsk --------------------
+
+CUMINC = Path(__file__).parent / "fixtures" / "cuminc"
+
+
+def _fixture(name):
+    return pd.read_csv(CUMINC / name, sep="\t")
+
+
+def test_cuminc_fixture_inputs_are_the_example_cohort():
+    # the times R was given are the ones the library derives from example/cohort today
+    from rhlh.contract.timeline import PATIENT_DAY_COLUMNS
+    from rhlh.tables import read_validated
+
+    ex = Path(__file__).parents[1] / "example" / "cohort"
+    pats = read_validated(ex / "patients.tsv", PATIENT_DAY_COLUMNS)
+    resp = read_validated(ex / "responses.tsv", ["day"])
+    times = _fixture("times.tsv")
+    for level, name in (("PR", "first_pr"), ("CR", "first_cr")):
+        per, _ = endpoints.time_to_response(pats, resp, level)
+        ref = times[(times["dataset"] == "example") & (times["outcome"] == name)]
+        assert per["time"].tolist() == ref["time"].tolist()
+        assert per["status"].tolist() == ref["status"].tolist()
+    per, _ = endpoints.reactivation(pats, resp)
+    ref = times[times["outcome"] == "reactivation"]
+    assert per["time"].tolist() == ref["time"].tolist()
+    assert per["status"].tolist() == ref["status"].tolist()
+
+
+@pytest.mark.parametrize(
+    "dataset,outcome",
+    [
+        ("example", "first_pr"),
+        ("example", "first_cr"),
+        ("example", "reactivation"),
+        ("hand", "cause1"),
+    ],
+)
+def test_cuminc_variance_ci_horizons_median_match_cmprsk(dataset, outcome):
+    from rhlh.survival import cuminc_at, median_ci
+
+    def pick(t):
+        return t[(t["dataset"] == dataset) & (t["outcome"] == outcome)]
+
+    g = pick(_fixture("times.tsv"))
+    cif = aalen_johansen(g["time"], g["status"])
+    ref = pick(_fixture("curves.tsv"))
+    assert cif["time"].tolist() == ref["time"].tolist()
+    for ours, theirs in (
+        ("cuminc", "est"),
+        ("variance", "var"),
+        ("ci_low", "ci_low"),
+        ("ci_high", "ci_high"),
+    ):
+        a, b = cif[ours].to_numpy(dtype=float), ref[theirs].to_numpy(dtype=float)
+        assert (np.isnan(a) == np.isnan(b)).all(), ours
+        assert a[~np.isnan(a)] == pytest.approx(b[~np.isnan(b)], abs=1e-9, rel=1e-9), ours
+    for h in pick(_fixture("horizons.tsv")).itertuples(index=False):
+        got = cuminc_at(cif, h.horizon)
+        if np.isnan(h.est):  # after the last time cmprsk gives NA
+            assert h.horizon > cif["time"].max()
+            final = cif["n_censored"].iloc[-1] == 0
+            assert np.isnan(got["cuminc"]) != final
+            continue
+        for ours, theirs in (
+            ("cuminc", h.est),
+            ("variance", h.var),
+            ("ci_low", h.ci_low),
+            ("ci_high", h.ci_high),
+        ):
+            assert got[ours] == pytest.approx(theirs, abs=1e-9, nan_ok=True), ours
+    m = pick(_fixture("medians.tsv")).iloc[0]
+    assert median_ci(cif) == pytest.approx(
+        (m["median"], m["ci_low"], m["ci_high"]), abs=1e-12, nan_ok=True
+    )
+
+
+def test_cuminc_variance_by_hand():
+    # 4 subjects, events of interest at 1 and 3, competing at 2, censored at 4:
+    # F = 1/4 at 1; S = 1/2 after 2; F = 1/4 + 1/2 * 1/2 = 1/2 at 3
+    cif = aalen_johansen([1, 2, 3, 4], [1, 2, 1, 0])
+    assert cif["cuminc"].tolist() == pytest.approx([0.25, 0.25, 0.5, 0.5])
+    # Gray's sums at day 1 (n = 4, S after = 3/4): a = b = c = (4/3)^2 / 16 = 1/9,
+    # V = a + F^2 c - 2 F b = (1/9)(1 + 1/16 - 1/2) = 1/16
+    v = cif["variance"].to_numpy()
+    assert v[0] == pytest.approx(1 / 16, abs=1e-12)
+    assert v[1] == v[0]  # cmprsk updates the variance at event-of-interest times only
+    # cmprsk 2.2-11: timepoints(cuminc(c(1, 2, 3, 4), c(1, 2, 1, 0)), 1:4)$var["1 1", ]
+    assert v == pytest.approx([0.0625, 0.0625, 0.10590278, 0.10590278], abs=1e-8)
+
+
+# --- safety window ----------------------------------------------------------------------------
+
+WINDOW = {"start_day": 0, "end": "day_before_conditioning"}
+
+
+def test_treatment_windows_protocol_default():
+    p, _ = cohort()
+    w = safety.treatment_windows(p, WINDOW).set_index("patient_id")
+    # P2 conditioning day 33 -> 32; P5 day 43 -> 42; no conditioning: last follow-up / death
+    assert w["window_end"].to_dict() == {
+        "P1": 10,
+        "P2": 32,
+        "P3": 80,
+        "P4": 30,
+        "P5": 42,
+        "P6": 30,
+    }
+    assert (w["window_start"] == 0).all()
+    hsct = safety.treatment_windows(p, {"start_day": 0, "end": "hsct"}).set_index("patient_id")
+    assert (hsct.loc["P2", "window_end"], hsct.loc["P5", "window_end"]) == (40, 50)
+    fu = safety.treatment_windows(p, {"start_day": 0, "end": "end_of_followup"})
+    assert fu.set_index("patient_id").loc["P5", "window_end"] == 70
+    with pytest.raises(ValueError):
+        safety.treatment_windows(p, {"start_day": 0, "end": "week8"})
+
+
+def test_events_split_by_window_and_viral_counts():
+    p, _ = cohort()
+    ev = pd.concat(
+        [
+            events(),
+            pd.DataFrame(
+                [
+                    ("P2", 33, "adverse_event", "mucositis", 3, "new"),  # conditioning day
+                    ("P5", 44, "viral_infection", "BK", 2, "new"),
+                    ("P3", -2, "adverse_event", "rash", 1, "new"),
+                ],
+                columns=events().columns,
+            ),
+        ],
+        ignore_index=True,
+    )
+    inside, outside = safety.split_by_window(ev, p, WINDOW)
+    assert len(inside) == 7 and len(outside) == 3
+    assert outside.set_index("term")["window"].to_dict() == {
+        "mucositis": "after window",
+        "BK": "after window",
+        "rash": "before window",
+    }
+    assert safety.patients_with_grade(inside, 3) == 2
+    assert safety.patients_with_grade(ev, 3) == 3
+    assert safety.patients_with_viral_infection(inside) == 2
+    assert safety.patients_with_viral_infection(ev) == 3
+    tab = endpoints.endpoints_table(
+        safety={
+            "window": "on treatment",
+            "grade3": 2,
+            "grade3_any": 3,
+            "viral": 2,
+            "viral_any": 3,
+            "n_outside": 3,
+            "n": 6,
+        }
+    ).set_index("endpoint")
+    vi = tab.loc["patients with a viral infection (new or worsening), on treatment"]
+    # R: binom.test(2, 6)$conf.int
+    assert (vi["estimate"], vi["ci_low"], vi["ci_high"]) == pytest.approx(
+        (1 / 3, 0.0432718682927, 0.7772219044965), abs=1e-11
+    )
+    assert "3 events outside the window" in vi["note"]
+
+
+# --- patient flow and swimmer plot ------------------------------------------------------------
+
+
+def test_patient_flow():
+    from rhlh.clinical.flow import patient_flow
+
+    p, r = cohort()
+    f = patient_flow(p, r).set_index(["step", "visit"])
+    assert f.loc[("enrolled", ""), "n"] == 6
+    d28 = f.loc[("assessed", "D28")]
+    # P2, P5 assessed, P3 NE; P1 dead; P4, P6 no D28 assessment
+    assert (d28["n"], d28["n_ne"], d28["n_dead_before"], d28["n_missing"]) == (3, 1, 1, 2)
+    w8 = f.loc[("assessed", "W8")]
+    assert (w8["n"], w8["n_hsct_before"], w8["n_dead_before"]) == (1, 2, 2)
+    assert f.loc[("HSCT", ""), "n"] == 2 and f.loc[("conditioning", ""), "n"] == 2
+    # P1, P6 died without HSCT; P5 died on day 70 after the graft on day 50
+    assert f.loc[("died before HSCT", ""), "n"] == 2
+    assert f.loc[("died after HSCT", ""), "n"] == 1
+    assert f.loc[("lost to follow-up", ""), "n"] == 1  # P4, last seen day 30
+    simon = pd.DataFrame(
+        [("optimal", "alive_at_hsct", "stage 1", 3, 3, 1, 1, "stop for futility")],
+        columns=[
+            "design",
+            "success_definition",
+            "stage",
+            "n_planned",
+            "n_observed",
+            "successes",
+            "threshold",
+            "decision",
+        ],
+    )
+    f2 = patient_flow(p, r, simon=simon)
+    assert f2["step"].tolist()[:2] == ["enrolled", "Simon stage-1 readout"]
+    assert f2.loc[1, "note"].endswith("stop for futility")
+
+
+def test_swimmer_and_flow_figures_draw():
+    import matplotlib.pyplot as plt
+
+    from rhlh.clinical.flow import patient_flow
+
+    p, r = cohort()
+    samples = pd.DataFrame({"patient_id": ["P1", "P2", "P2"], "day": [0, 0, 7]})
+    fig = clinical_figures.plot_swimmer(p, r, samples)
+    ax = fig.axes[0]
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert labels[-1] == "P2" and labels[0] == "P1"  # longest follow-up on top
+    assert len(ax.patches) >= 6
+    plt.close(fig)
+    fig = clinical_figures.plot_patient_flow(patient_flow(p, r))
+    assert any("n = 6" in t.get_text() for t in fig.axes[0].texts)
+    plt.close(fig)
+
+
+def test_pk_summary_below_lloq_is_not_a_substituted_median():
+    v = pk_lib.pk_values(pk())
+    s = pk_lib.pk_summary(v, visits=["D0", "D7", "D14"]).set_index(["matrix", "visit"])
+    d0 = s.loc[("plasma", "D0")]  # the one reading is below LLOQ
+    assert np.isnan(d0["median"]) and np.isnan(d0["geo_mean"]) and np.isnan(d0["min"])
+    assert np.isnan(d0["max"])
+    assert d0["summary"] == "< LLOQ (1/1 below 0.5)"
+    csf = s.loc[("csf", "D7")]  # 1 of 3 below: median observed, minimum censored
+    assert csf["median"] == 1.0 and np.isnan(csf["min"]) and np.isnan(csf["q1"])
+    assert csf["summary"].endswith("1/3 below LLOQ")
+    # 2 of 4 below: the median interpolates with a censored reading, left empty
+    half = pd.DataFrame(
+        [
+            (f"P{i}", 7, "D7", "plasma", c, "ng/mL", 0.5)
+            for i, c in enumerate(["<0.5", "<0.5", "3", "5"])
+        ],
+        columns=pk().columns,
+    )
+    h = pk_lib.pk_summary(pk_lib.pk_values(half)).iloc[0]
+    assert np.isnan(h["median"]) and h["q3"] == pytest.approx(3.5) and h["max"] == 5
+    assert "below LLOQ" in h["summary"] and not h["summary"].startswith("<")
+
+
+def test_rate_rule_w8_or_preconditioning():
+    p, r = cohort()
+    assert endpoints.rate_visits(["D28", "W8", "PRECOND1"]) == [
+        "D28",
+        "W8",
+        "W8 or PRECOND1",
+        "PRECOND1",
+    ]
+    assert endpoints.rate_visits(["D28", "W8"], "itt") == ["D28", "W8"]
+    with pytest.raises(ValueError):
+        endpoints.rate_visits(["W8"], "per_protocol")
+    st = responders.visit_status(p, r, responders.W8_OR_PRECOND).set_index("patient_id")
+    # P2 (conditioning day 33) and P5 (day 43): their PRECOND1 assessment; others W8 status
+    assert st["status"].to_dict() == {
+        "P1": "dead",
+        "P2": "assessed",
+        "P3": "assessed",
+        "P4": "missing",
+        "P5": "assessed",
+        "P6": "dead",
+    }
+    assert st.loc["P2", "response"] == "CR" and st.loc["P5", "response"] == "PR"
+    assert st.loc["P2", "reason"].startswith("conditioning before W8")
+    rates = endpoints.response_rates(p, r, endpoints.rate_visits(["W8"])).set_index(
+        ["visit", "outcome"]
+    )
+    # ITT W8 counts the two transplanted patients as failures: 1/6; the protocol rule 3/6
+    assert rates.loc[("W8", "PR_or_better"), "x"] == 1
+    both = rates.loc[("W8 or PRECOND1", "PR_or_better")]
+    assert (both["x"], both["n"], both["n_hsct"]) == (3, 6, 0)
+    assert rates.loc[("W8 or PRECOND1", "CR"), "x"] == 1
+
+
+def test_km_median_ci_matches_survfit():
+    from rhlh.survival import median_ci
+
+    times = _fixture("km_times.tsv")
+    ref = _fixture("km_medians.tsv").set_index("dataset")
+    for ds, g in times.groupby("dataset", sort=False):
+        km = kaplan_meier(g["time"], g["event"])
+        r = ref.loc[ds]
+        got = median_ci(km, "survival")
+        assert got == pytest.approx(
+            (r["median"], r["ci_low"], r["ci_high"]), abs=1e-12, nan_ok=True
+        ), ds
+
+
+def test_endpoints_table_csf_pk_rows():
+    v = pk_lib.pk_values(pk())
+    tab = endpoints.endpoints_table(
+        pk=pk_lib.pk_summary(v), pk_ratio=pk_lib.csf_plasma_ratio(v)
+    ).set_index("endpoint")
+    csf = tab.loc["CSF ruxolitinib at D7 (median)"]
+    assert (csf["estimate"], csf["n"]) == (1.0, 3)
+    assert "1/3 below LLOQ" in csf["note"]
+    ratio = tab.loc["CSF/plasma ruxolitinib ratio (median of paired draws)"]
+    # P1 0.25/25 = 0.01, P3 1/40 = 0.025; P2's plasma is censored
+    assert (ratio["estimate"], ratio["n"]) == (pytest.approx(0.0175), 2)

@@ -199,6 +199,7 @@ def methods_html(
         "<h2>Clinical endpoints</h2><p>Exact (Clopper-Pearson) CIs, Kaplan-Meier survival "
         "until HSCT, Aalen-Johansen cumulative incidence with competing events, Simon "
         "(1989) optimal two-stage design.</p>",
+        _clinical_choices(clin),
         f"<h2>Reproducibility</h2><p>Seed: <b>{e(str(config.get('seed')))}</b>. Same inputs "
         "and seed give identical tables.</p>",
         "<h2>Software versions</h2><table border='1' cellpadding='3'>",
@@ -206,3 +207,21 @@ def methods_html(
     parts += [f"<tr><td>{e(k)}</td><td>{e(v)}</td></tr>" for k, v in versions.items()]
     parts.append("</table></body></html>")
     return "\n".join(parts)
+
+
+def _clinical_choices(clin: dict) -> str:
+    """The clinical rules in force, as one paragraph of the methods page."""
+    e = html.escape
+    win = clin.get("safety_window", {})
+    hsct = "competing event" if clin.get("hsct_competing", True) else "censoring"
+    return (
+        f"<p>Response-rate rule: <b>{e(str(clin.get('rate_rule', 'w8_or_preconditioning')))}"
+        "</b> (w8_or_preconditioning: W8, or the pre-conditioning assessment for patients "
+        "conditioned before W8; itt: visits as listed). Time to response: death and HSCT "
+        f"({e(hsct)}); cumulative incidence CIs from Gray's variance (as R cmprsk) on the "
+        "log(-log) scale, at D28, W8, pre-conditioning and end of follow-up; median CIs by "
+        "band inversion (Brookmeyer-Crowley). Safety window: day "
+        f"{e(str(win.get('start_day', 0)))} to "
+        f"<b>{e(str(win.get('end', 'day_before_conditioning')))}</b>; events outside are "
+        "listed separately. PK statistics falling below the LLOQ are reported as &lt; LLOQ.</p>"
+    )

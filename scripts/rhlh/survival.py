@@ -16,7 +16,18 @@ KM_COLUMNS = [
     "ci_low",
     "ci_high",
 ]
-CIF_COLUMNS = ["time", "n_at_risk", "n_event", "n_competing", "n_censored", "survival", "cuminc"]
+CIF_COLUMNS = [
+    "time",
+    "n_at_risk",
+    "n_event",
+    "n_competing",
+    "n_censored",
+    "survival",
+    "cuminc",
+    "variance",
+    "ci_low",
+    "ci_high",
+]
 
 
 def clopper_pearson(x, n, level: float = 0.95):
@@ -109,9 +120,15 @@ def median_time(table: pd.DataFrame, column: str = "survival") -> float:
     return float(hit["time"].iloc[0]) if len(hit) else float("nan")
 
 
-def aalen_johansen(time, status, cause=1) -> pd.DataFrame:
+def aalen_johansen(time, status, cause=1, level: float = 0.95) -> pd.DataFrame:
     """Cumulative incidence of ``cause`` with competing events (status 0 = censored, other
-    non-zero codes compete), Aalen-Johansen estimator; one row per distinct time."""
+    non-zero codes compete), Aalen-Johansen estimator; one row per distinct time.
+
+    ``variance`` is Gray's delta-method variance as cmprsk::cuminc reports it: it is updated
+    at the times of an event of ``cause`` only (a competing event changes it from the next
+    event of ``cause`` on), with the tie factor 1 - (d - 1) / (n - 1) for d events among n at
+    risk. ``ci_low``/``ci_high`` are the log(-log) interval F ** exp(+-z sd / (F log F)) (the
+    transform of cmprsk-based reporting, e.g. tidycmprsk); NaN where F is 0 or 1."""
     time, status = _clean(time, status)
     times = np.unique(time)
     at_risk = np.array([(time >= t).sum() for t in times])
@@ -121,6 +138,8 @@ def aalen_johansen(time, status, cause=1) -> pd.DataFrame:
     surv = np.cumprod(1 - dall / at_risk)
     surv_before = np.concatenate([[1.0], surv[:-1]])
     cif = np.cumsum(surv_before * d1 / at_risk)
+    var = _gray_variance(at_risk, d1, dall - d1, surv_before, surv, cif)
+    low, high = cuminc_ci(cif, var, level)
     return pd.DataFrame(
         {
             "time": times,
@@ -130,6 +149,119 @@ def aalen_johansen(time, status, cause=1) -> pd.DataFrame:
             "n_censored": c,
             "survival": surv,
             "cuminc": cif,
+            "variance": var,
+            "ci_low": low,
+            "ci_high": high,
         },
         columns=CIF_COLUMNS,
     )
+
+
+def _gray_variance(n, d1, d2, s_before, s_after, cif) -> np.ndarray:
+    """Delta-method variance of the cumulative incidence (Gray's form used by cmprsk): three
+    running sums a, b, c over event times give V(t) = a + F(t)^2 c - 2 F(t) b."""
+    a = b = cc = 0.0
+    out = np.zeros(len(n))
+    v = 0.0
+    for k in range(len(n)):
+        nk, f = float(n[k]), cif[k]
+        inv = 1.0 / s_after[k] if s_after[k] > 0 else 0.0
+        for dk, own in ((d2[k], False), (d1[k], True)):
+            if dk == 0 or (not own and s_after[k] <= 0):
+                continue
+            tie = 1.0 - (dk - 1.0) / (nk - 1.0) if dk > 1 else 1.0
+            w = s_before[k] ** 2 * tie * dk / nk**2
+            g = 1.0 + inv * f if own else f * inv
+            a += g * g * w
+            b += inv * g * w
+            cc += inv * inv * w
+        if d1[k] > 0:
+            v = a + f * f * cc - 2.0 * f * b
+        out[k] = v
+    return out
+
+
+def cuminc_ci(cif, variance, level: float = 0.95):
+    """log(-log) interval of a cumulative incidence: F ** exp(-+ z sd / (F log F))."""
+    cif = np.asarray(cif, dtype=float)
+    sd = np.sqrt(np.maximum(np.asarray(variance, dtype=float), 0.0))
+    z = stats.norm.ppf(1 - (1 - level) / 2)
+    ok = (cif > 0) & (cif < 1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        e = z * sd / (cif * np.log(cif))
+        low = np.where(ok, cif ** np.exp(-e), np.nan)
+        high = np.where(ok, cif ** np.exp(e), np.nan)
+    return low, high
+
+
+def cuminc_at(table: pd.DataFrame, t: float) -> dict:
+    """Cumulative incidence, variance and CI at time t as cmprsk::timepoints gives them (step
+    function, 0 before the first time); after the last time cmprsk gives NA: kept as NaN when
+    someone is censored at the last time, while the final value is carried forward when every
+    subject had an event (the curve cannot move any more). Dict time, cuminc, variance,
+    ci_low, ci_high, n_at_risk (subjects with time >= t)."""
+    nan = float("nan")
+    if len(table) == 0:
+        return dict(time=float(t), cuminc=nan, variance=nan, ci_low=nan, ci_high=nan, n_at_risk=0)
+    rows = table[table["time"] <= t]
+    last = table.iloc[-1]
+    if t > last["time"] and last["n_censored"] > 0:
+        f = v = lo = hi = nan
+    elif len(rows):
+        r = rows.iloc[-1]
+        f, v, lo, hi = r["cuminc"], r["variance"], r["ci_low"], r["ci_high"]
+    else:
+        f, v, lo, hi = 0.0, 0.0, nan, nan
+    later = table[table["time"] >= t]
+    n = int(later["n_at_risk"].iloc[0]) if len(later) else 0
+    return {
+        "time": float(t),
+        "cuminc": float(f),
+        "variance": float(v),
+        "ci_low": float(lo),
+        "ci_high": float(hi),
+        "n_at_risk": n,
+    }
+
+
+def _survfit_quantile(times, y, p: float = 0.5, tol: float = 1.5e-8) -> float:
+    """Time a decreasing step curve y reaches p as survival::survfit's quantile gives it: the
+    first time y <= p; when y equals p there (a flat stretch at p), the midpoint between that
+    time and the time the curve next drops below p (or the last time when it never does)."""
+    times = np.asarray(times, dtype=float)
+    y = np.asarray(y, dtype=float)
+    hit = np.flatnonzero(~np.isnan(y) & (y <= p + tol))
+    if len(hit) == 0:
+        return float("nan")
+    i = hit[0]
+    if abs(y[i] - p) >= tol:
+        return float(times[i])
+    below = np.flatnonzero(~np.isnan(y) & (y < p - tol))
+    below = below[below > i]
+    return float((times[i] + (times[below[0]] if len(below) else times[-1])) / 2)
+
+
+def median_ci(table: pd.DataFrame, column: str = "cuminc") -> tuple[float, float, float]:
+    """Median time and its 95% CI by inverting the pointwise CI band (Brookmeyer-Crowley).
+
+    Survival curve (``column='survival'``, a kaplan_meier table): as survival::survfit's
+    quantile (median where the curve reaches 0.5, lower limit where the lower band does,
+    upper limit where the upper band does; a flat stretch at exactly 0.5 gives its midpoint).
+    Cumulative incidence (``'cuminc'``): the first time the curve reaches 0.5, the lower limit
+    the first time the upper band does, the upper limit the first time the lower band does.
+    NaN: not reached."""
+    if column == "survival":
+        t = table["time"]
+        # survfit has no band where the curve is 0
+        band = table[["ci_low", "ci_high"]].where(table["survival"] > 0)
+        return (
+            _survfit_quantile(t, table["survival"]),
+            _survfit_quantile(t, band["ci_low"]),
+            _survfit_quantile(t, band["ci_high"]),
+        )
+    med = median_time(table, column)
+    first_high = table[table["ci_high"] >= 0.5 - 1e-12]
+    first_low = table[table["ci_low"] >= 0.5 - 1e-12]
+    lo = float(first_high["time"].iloc[0]) if len(first_high) else np.nan
+    hi = float(first_low["time"].iloc[0]) if len(first_low) else np.nan
+    return med, lo, hi

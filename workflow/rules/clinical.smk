@@ -3,6 +3,7 @@
 
 CLIN = config["clinical"]
 CLIN_EVENTS = [res("inputs/validated/events.tsv")] if INPUTS["events"] else []
+CLIN_PK = [res("inputs/validated/pk.tsv")] if INPUTS["pk"] else []
 
 
 rule clinical_responders:
@@ -37,6 +38,7 @@ rule clinical_endpoints:
         patients=res("inputs/validated/patients.tsv"),
         responses=res("inputs/validated/responses.tsv"),
         events=CLIN_EVENTS,
+        pk=CLIN_PK,
     output:
         endpoints=report(
             res("clinical/endpoints.tsv"),
@@ -71,7 +73,14 @@ rule clinical_endpoints:
         ),
         reactivation=res("clinical/reactivation.tsv"),
         reactivation_cuminc=res("clinical/reactivation_cuminc.tsv"),
+        horizons=report(
+            res("clinical/cuminc_horizons.tsv"),
+            caption="../report/clinical_cuminc_horizons.rst",
+            category="Clinical",
+        ),
         safety=res("clinical/safety.tsv"),
+        safety_outside=res("clinical/safety_outside_window.tsv"),
+        safety_windows=res("clinical/safety_windows.tsv"),
         viral=res("clinical/viral_infections.tsv"),
     log:
         logp("clinical_endpoints"),
@@ -87,11 +96,53 @@ rule clinical_endpoints:
         horizon=CLIN["horizon_days"],
         visits=CLIN["response_visits"],
         policy=CLIN["rate_policy"],
+        rate_rule=CLIN["rate_rule"],
         primary_missing=CLIN["primary_missing"],
         hsct_competing=CLIN["hsct_competing"],
+        safety_window=CLIN["safety_window"],
+        pk_substitution=CLIN["pk_substitution"],
         simon=CLIN["simon"],
     script:
         "../../scripts/clinical_endpoints.py"
+
+
+rule clinical_patients:
+    input:
+        patients=res("inputs/validated/patients.tsv"),
+        responses=res("inputs/validated/responses.tsv"),
+        samples=res("inputs/validated/samples.tsv"),
+        simon=res("clinical/simon_decision.tsv"),
+    output:
+        flow=report(
+            res("clinical/patient_flow.tsv"),
+            caption="../report/clinical_patient_flow.rst",
+            category="Clinical",
+        ),
+        flow_fig=report(
+            res("clinical/figures/patient_flow.png"),
+            caption="../report/clinical_patient_flow.rst",
+            category="Clinical",
+        ),
+        swimmer=report(
+            res("clinical/figures/swimmer.png"),
+            caption="../report/clinical_swimmer.rst",
+            category="Clinical",
+        ),
+    log:
+        logp("clinical_patients"),
+    benchmark:
+        bench("clinical_patients")
+    conda:
+        "../../envs/clinical.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    params:
+        visits=CLIN["response_visits"],
+        horizon=CLIN["horizon_days"],
+    script:
+        "../../scripts/clinical_patients.py"
 
 
 rule clinical_pk:
@@ -135,4 +186,7 @@ rule clinical_pk:
 TARGETS["clinical"] = [
     res("clinical/responders.tsv"),
     res("clinical/endpoints.tsv"),
+    res("clinical/patient_flow.tsv"),
+    res("clinical/figures/patient_flow.png"),
+    res("clinical/figures/swimmer.png"),
 ] + ([res("clinical/pk.tsv")] if INPUTS["pk"] else [])

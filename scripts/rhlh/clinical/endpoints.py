@@ -6,13 +6,36 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from rhlh.clinical.responders import primary_endpoint_status, visit_status
+from rhlh.clinical.responders import W8_OR_PRECOND, primary_endpoint_status, visit_status
 from rhlh.contract.timeline import fmt_day, patient_days, response_rows
-from rhlh.survival import aalen_johansen, kaplan_meier, numbers_at_risk, proportion
+from rhlh.survival import (
+    aalen_johansen,
+    cuminc_at,
+    kaplan_meier,
+    median_ci,
+    numbers_at_risk,
+    proportion,
+)
 
 RESPONSE_VISITS = ("D7", "D14", "D21", "D28", "W8", "PRECOND1")
 POLICY_KEYS = ("dead", "hsct", "missing", "ne")
 DEFAULT_POLICY = {"dead": "failure", "hsct": "failure", "missing": "failure", "ne": "failure"}
+# response-rate rules: 'w8_or_preconditioning' (protocol default) adds the visit
+# "W8 or PRECOND1" after W8 (PRECOND1 for patients conditioned on or before the W8 day, W8 for
+# the others); 'itt' reports the visits as listed (leaving for HSCT before W8 = failure at W8)
+RATE_RULES = ("w8_or_preconditioning", "itt")
+
+
+def rate_visits(visits, rule: str = "w8_or_preconditioning") -> list:
+    """The visits whose response rates are reported under ``rule`` (see RATE_RULES)."""
+    if rule not in RATE_RULES:
+        raise ValueError(f"rate rule must be one of {', '.join(RATE_RULES)}, got {rule!r}")
+    out = [v for v in visits if v != W8_OR_PRECOND]
+    if rule == "w8_or_preconditioning" and "W8" in out:
+        out.insert(out.index("W8") + 1, W8_OR_PRECOND)
+    return out
+
+
 RATE_COLUMNS = [
     "visit",
     "outcome",
@@ -31,6 +54,22 @@ RATE_COLUMNS = [
     "n_excluded",
 ]
 ENDPOINT_COLUMNS = ["endpoint", "estimate", "ci_low", "ci_high", "n", "note"]
+HORIZON_COLUMNS = [
+    "outcome",
+    "horizon",
+    "day",
+    "cuminc",
+    "variance",
+    "ci_low",
+    "ci_high",
+    "n_at_risk",
+    "n",
+    "n_event",
+    "competing",
+]
+FIXED_HORIZONS = {"D28": 28.0, "W8": 56.0}
+# reactivation is timed from the first response: the same day counts, not study visits
+REACTIVATION_HORIZONS = {"28 days": 28.0, "56 days": 56.0}
 
 
 def primary_endpoint(
@@ -129,7 +168,10 @@ def response_rates(
 
 
 def time_to_response(
-    patients: pd.DataFrame, responses: pd.DataFrame, level: str = "PR", competing=("death",)
+    patients: pd.DataFrame,
+    responses: pd.DataFrame,
+    level: str = "PR",
+    competing=("death", "hsct"),
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Delay to first PR-or-better (level 'PR') or CR, death competing (and HSCT if listed in
     ``competing``, else censoring); returns (per-patient table, Aalen-Johansen table)."""
@@ -164,7 +206,12 @@ def reactivation(
     patients: pd.DataFrame, responses: pd.DataFrame, competing=("death", "hsct")
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """HLH reactivation after the first PR/CR: per responder the days from first response to
-    reactivation (or competing event / censoring) and the Aalen-Johansen table on that scale."""
+    reactivation (or competing event / censoring) and the Aalen-Johansen table on that scale.
+
+    Loss of response: a responder assessed NR after the first PR/CR without a recorded
+    reactivation is not counted as a reactivation (the registration's event is a recorded
+    reactivation); the day of that first NR is given in ``loss_of_response_day`` and counted
+    in the endpoint table so that it is seen."""
     p = patient_days(patients)
     resp = response_rows(responses)
     rows = []
@@ -182,7 +229,11 @@ def reactivation(
             ((n, t, c) for n, t, c in cands if pd.notna(t) and t >= t0),
             key=lambda x: (x[1], order[x[0]]),
         )
-        rows.append((r.patient_id, t0, r.reactivation_day, float(t) - t0, code, name))
+        mine = resp[(resp["patient_id"] == r.patient_id) & (resp["day"] > t0)]
+        lost = mine[mine["response"] == "NR"]["day"].min() if len(mine) else np.nan
+        if pd.notna(r.reactivation_day) or (pd.notna(lost) and lost > t):
+            lost = np.nan  # a recorded reactivation, or NR after the end of this follow-up
+        rows.append((r.patient_id, t0, r.reactivation_day, float(t) - t0, code, name, lost))
     per = pd.DataFrame(
         rows,
         columns=[
@@ -192,6 +243,7 @@ def reactivation(
             "time",
             "status",
             "outcome",
+            "loss_of_response_day",
         ],
     )
     if per.empty:
@@ -199,6 +251,46 @@ def reactivation(
     else:
         cif = aalen_johansen(per["time"], per["status"], cause=1)
     return per, cif
+
+
+def preconditioning_day(patients: pd.DataFrame) -> float:
+    """The pre-conditioning horizon: day -1 of the median conditioning day of the patients who
+    started conditioning (NaN when none did)."""
+    cond = patient_days(patients)["conditioning_day"].dropna()
+    return float(np.median(cond) - 1) if len(cond) else float("nan")
+
+
+def cuminc_horizons(
+    curves: dict, per_patient: dict, horizons: dict, competing: str
+) -> pd.DataFrame:
+    """Cumulative incidence with variance and log(-log) CI of each named curve at each named
+    horizon (day) and at the end of follow-up (last time); rows of HORIZON_COLUMNS."""
+    rows = []
+    for name, cif in curves.items():
+        per = per_patient[name]
+        hz = dict(horizons)
+        hz["end of follow-up"] = float(cif["time"].max()) if len(cif) else float("nan")
+        for label, day in hz.items():
+            if pd.isna(day):
+                continue
+            at = cuminc_at(cif, day)
+            n_ev = int(((per["status"] == 1) & (per["time"] <= day)).sum())
+            rows.append(
+                (
+                    name,
+                    label,
+                    float(day),
+                    at["cuminc"],
+                    at["variance"],
+                    at["ci_low"],
+                    at["ci_high"],
+                    at["n_at_risk"],
+                    len(per),
+                    n_ev,
+                    competing,
+                )
+            )
+    return pd.DataFrame(rows, columns=HORIZON_COLUMNS)
 
 
 # --- the one-page endpoint table --------------------------------------------------------------
@@ -213,10 +305,17 @@ def endpoints_table(
     simon: pd.DataFrame | None = None,
     safety: tuple | None = None,
     horizon: float = 56,
+    horizons: pd.DataFrame | None = None,
+    pk: pd.DataFrame | None = None,
+    pk_ratio: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Collect every endpoint into rows endpoint, estimate, ci_low, ci_high, n, note;
-    ``safety`` is (patients with a grade >= 3 adverse event, patients)."""
-    from rhlh.survival import median_time, step_value
+    ``safety`` is a dict grade3 / viral (patients with a grade >= 3 adverse event / a viral
+    infection in the window), n, and optionally window (text), grade3_any / viral_any (whole
+    follow-up), n_outside (events outside the window), or a tuple (grade3, n); ``horizons`` the
+    cuminc_horizons table of the ``ttr`` curves and of "reactivation"; ``pk`` the pk_summary
+    table (CSF rows reported) and ``pk_ratio`` the csf_plasma_ratio table."""
+    from rhlh.survival import step_value
 
     rows = []
     if primary is not None:
@@ -245,6 +344,18 @@ def endpoints_table(
                 "death, censored at HSCT/last follow-up; log-log 95% CI",
             )
         )
+        med, lo, hi = median_ci(km, "survival")
+        rows.append(
+            (
+                "median days of survival until HSCT (KM)",
+                med,
+                lo,
+                hi,
+                int(km["n_at_risk"].iloc[0]) if len(km) else 0,
+                "Brookmeyer-Crowley 95% CI on the log-log band, as survival::survfit"
+                + ("; median not reached" if np.isnan(med) else ""),
+            )
+        )
     if rates is not None:
         for r in rates.itertuples(index=False):
             label = "CR" if r.outcome == "CR" else "PR or better"
@@ -256,45 +367,65 @@ def endpoints_table(
                     r.ci_high,
                     r.n,
                     f"{r.x}/{r.n}; dead {r.n_dead}, HSCT {r.n_hsct}, missing "
-                    f"{r.n_missing}, NE {r.n_ne}, excluded {r.n_excluded}",
+                    f"{r.n_missing}, NE {r.n_ne}, excluded {r.n_excluded}; exact 95% CI"
+                    + (f"; rate rule {r.rule}" if hasattr(r, "rule") else ""),
                 )
             )
+    hz = horizons if horizons is not None else pd.DataFrame(columns=HORIZON_COLUMNS)
     for name, cif in (ttr or {}).items():
-        med = median_time(cif, "cuminc")
-        at28 = step_value(cif, "cuminc", 28, 0.0)
         n = int(cif["n_at_risk"].iloc[0]) if len(cif) else 0
-        rows.append(
-            (
-                f"cumulative incidence of first {name} by day 28",
-                at28,
-                np.nan,
-                np.nan,
-                n,
-                "Aalen-Johansen, death competing",
+        for h in hz[hz["outcome"] == name].itertuples(index=False):
+            rows.append(
+                (
+                    f"cumulative incidence of first {name} by {_horizon_label(h)}",
+                    h.cuminc,
+                    h.ci_low,
+                    h.ci_high,
+                    n,
+                    f"{h.n_event} of {h.n}; Aalen-Johansen, {h.competing} competing; Gray "
+                    "variance (cmprsk), log(-log) 95% CI",
+                )
             )
-        )
+        med, lo, hi = median_ci(cif)
         rows.append(
             (
                 f"median days to first {name}",
                 med,
-                np.nan,
-                np.nan,
+                lo,
+                hi,
                 n,
-                "not reached" if np.isnan(med) else "first day cumulative incidence >= 0.5",
+                "not reached"
+                if np.isnan(med)
+                else "first day cumulative incidence >= 0.5; 95% CI: days the log(-log) "
+                "band reaches 0.5 (NaN: not reached)",
             )
         )
     if react is not None:
         per, cif = react
         n_re = int((per["status"] == 1).sum()) if len(per) else 0
-        final = float(cif["cuminc"].iloc[-1]) if len(cif) else np.nan
+        n_lost = int(per["loss_of_response_day"].notna().sum()) if len(per) else 0
+        for h in hz[hz["outcome"] == "reactivation"].itertuples(index=False):
+            rows.append(
+                (
+                    f"HLH reactivation after PR/CR by {_horizon_label(h, 'after first response')}",
+                    h.cuminc,
+                    h.ci_low,
+                    h.ci_high,
+                    len(per),
+                    f"{h.n_event} reactivations among {len(per)} responders; "
+                    f"{h.competing} competing; log(-log) 95% CI",
+                )
+            )
+        lost = proportion(n_lost, len(per))
         rows.append(
             (
-                "HLH reactivation after PR/CR (cumulative incidence, end of follow-up)",
-                final,
-                np.nan,
-                np.nan,
+                "responders with loss of response (NR after PR/CR) without recorded reactivation",
+                lost["estimate"],
+                lost["ci_low"],
+                lost["ci_high"],
                 len(per),
-                f"{n_re} reactivations among {len(per)} responders; death and HSCT competing",
+                f"{n_lost}/{len(per)}, exact 95% CI; not counted as reactivation "
+                f"({n_re} recorded reactivations)",
             )
         )
     if simon is not None:
@@ -311,16 +442,72 @@ def endpoints_table(
                 )
             )
     if safety is not None:
-        k, n = safety
-        est = proportion(k, n)
+        if not isinstance(safety, dict):  # (patients with grade >= 3, patients)
+            safety = {"grade3": safety[0], "n": safety[1]}
+        n = safety["n"]
+        window = safety.get("window", "whole follow-up")
+        out_note = (
+            f"; {safety['n_outside']} events outside the window listed separately"
+            if "n_outside" in safety
+            else ""
+        )
+        for key, label in (
+            ("grade3", "patients with an adverse event of grade >= 3"),
+            ("viral", "patients with a viral infection (new or worsening)"),
+        ):
+            if key not in safety:
+                continue
+            k = safety[key]
+            est = proportion(k, n)
+            extra = (
+                f" ({safety[key + '_any']} over the whole follow-up)"
+                if key + "_any" in safety
+                else ""
+            )
+            rows.append(
+                (
+                    f"{label}, {window}",
+                    est["estimate"],
+                    est["ci_low"],
+                    est["ci_high"],
+                    n,
+                    f"{k}/{n}, exact 95% CI{extra}{out_note}",
+                )
+            )
+    if pk is not None:
+        for r in pk[pk["matrix"] == "csf"].itertuples(index=False):
+            rows.append(
+                (
+                    f"CSF ruxolitinib at {r.visit} (median)",
+                    r.median,
+                    np.nan,
+                    np.nan,
+                    r.n,
+                    f"{r.summary}; no CI (descriptive)",
+                )
+            )
+    if pk_ratio is not None and len(pk_ratio):
+        ok = pk_ratio["ratio"].dropna()
+        cens = int((pk_ratio["censor_csf"] == "<").sum())
         rows.append(
             (
-                "patients with an adverse event of grade >= 3",
-                est["estimate"],
-                est["ci_low"],
-                est["ci_high"],
-                n,
-                f"{k}/{n}, exact 95% CI",
+                "CSF/plasma ruxolitinib ratio (median of paired draws)",
+                float(ok.median()) if len(ok) else np.nan,
+                np.nan,
+                np.nan,
+                len(ok),
+                f"{len(ok)} paired draws with a quantified plasma value; {cens} CSF readings "
+                "below LLOQ among them (substituted); no CI (descriptive)",
             )
         )
     return pd.DataFrame(rows, columns=ENDPOINT_COLUMNS)
+
+
+def _horizon_label(h, scale: str = "") -> str:
+    if h.horizon == "end of follow-up":
+        return f"end of follow-up (day {fmt_day(h.day)}{' ' + scale if scale else ''})"
+    if h.horizon.startswith("pre-conditioning"):
+        return f"{h.horizon} (day {fmt_day(h.day)})"
+    if scale:  # not study days: "28 days after first response"
+        return f"{fmt_day(h.day)} days {scale}"
+    return f"{h.horizon} (day {fmt_day(h.day)})"

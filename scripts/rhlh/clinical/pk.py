@@ -56,41 +56,70 @@ def pk_values(pk: pd.DataFrame, substitution: str = "lloq/2") -> pd.DataFrame:
     )
 
 
+PK_SUMMARY_COLUMNS = [
+    "matrix",
+    "visit",
+    "n",
+    "n_below_lloq",
+    "median",
+    "q1",
+    "q3",
+    "min",
+    "max",
+    "geo_mean",
+    "lloq",
+    "summary",
+]
+
+
 def pk_summary(values: pd.DataFrame, visits=None) -> pd.DataFrame:
-    """Per matrix and visit: n, n_below_lloq, median, q1, q3, min, max, geo_mean (values > 0)."""
+    """Per matrix and visit: n, n_below_lloq, median, q1, q3, min, max, geo_mean (values > 0),
+    lloq (largest limit of the censored readings) and a printable ``summary``.
+
+    A quantile is never a substituted value: the median, a quartile or the minimum whose lower
+    order statistic is a below-LLOQ reading is left empty; when more than half the readings
+    are below the LLOQ the geometric mean is left empty too and the summary reads "< LLOQ".
+    With fewer censored readings the geometric mean uses the substituted values (the summary
+    gives the count below LLOQ)."""
     rows = []
     for (matrix, visit), g in values.groupby(["matrix", "visit"], sort=False):
         v = g["value"].dropna()
         pos = v[v > 0]
-        rows.append(
-            (
-                matrix,
-                visit,
-                len(g),
-                int((g["censor"] == "<").sum()),
-                v.median() if len(v) else np.nan,
-                v.quantile(0.25) if len(v) else np.nan,
-                v.quantile(0.75) if len(v) else np.nan,
-                v.min() if len(v) else np.nan,
-                v.max() if len(v) else np.nan,
-                float(np.exp(np.log(pos).mean())) if len(pos) else np.nan,
+        n, k = len(g), int((g["censor"] == "<").sum())
+        lims = g.loc[g["censor"] == "<", "bound"].dropna()
+        lloq = float(lims.max()) if len(lims) else np.nan
+        med = v.median() if len(v) else np.nan
+        q1 = v.quantile(0.25) if len(v) else np.nan
+        q3 = v.quantile(0.75) if len(v) else np.nan
+        lo = v.min() if len(v) else np.nan
+        gm = float(np.exp(np.log(pos).mean())) if len(pos) else np.nan
+
+        # a quantile (linear interpolation between order statistics) whose lower order
+        # statistic is a censored reading (censored readings sort first) is below the LLOQ
+        def censored_at(q, n=n, k=k):
+            return k > 0 and int(np.floor(q * (n - 1))) < k
+
+        lo = np.nan if censored_at(0.0) else lo
+        q1 = np.nan if censored_at(0.25) else q1
+        q3 = np.nan if censored_at(0.75) else q3
+        hi = v.max() if len(v) and not censored_at(1.0) else np.nan
+        if censored_at(0.5):
+            med = np.nan
+        if n and k > n / 2:
+            gm = np.nan
+            text = f"< LLOQ ({k}/{n} below {lloq:g})" if pd.notna(lloq) else f"< LLOQ ({k}/{n})"
+        elif len(v) and pd.isna(med):
+            text = f"median at the LLOQ ({k}/{n} below LLOQ)"
+        elif len(v):
+            text = f"median {med:.3g}" + (
+                f" (IQR {q1:.3g}-{q3:.3g})" if pd.notna(q1) and pd.notna(q3) else ""
             )
-        )
-    out = pd.DataFrame(
-        rows,
-        columns=[
-            "matrix",
-            "visit",
-            "n",
-            "n_below_lloq",
-            "median",
-            "q1",
-            "q3",
-            "min",
-            "max",
-            "geo_mean",
-        ],
-    )
+            if k:
+                text += f"; {k}/{n} below LLOQ"
+        else:
+            text = "no readings"
+        rows.append((matrix, visit, n, k, med, q1, q3, lo, hi, gm, lloq, text))
+    out = pd.DataFrame(rows, columns=PK_SUMMARY_COLUMNS)
     order = list(visits) if visits is not None else sorted(out["visit"].unique())
     out["_o"] = out["visit"].map({v: i for i, v in enumerate(order)}).fillna(len(order))
     return out.sort_values(["matrix", "_o", "visit"]).drop(columns="_o").reset_index(drop=True)

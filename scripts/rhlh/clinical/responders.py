@@ -13,6 +13,9 @@ from rhlh.tables import RESPONDER_COLUMNS
 RANK = {"NR": 0, "PR": 1, "CR": 2}
 RESPONSE_VISIT_DAYS = {"D7": 7, "D14": 14, "D21": 21, "D28": 28, "W8": 56}
 DEFINITIONS = ("cr_pr_d28", "cr_d28", "best_by_w8", "alive_at_hsct")
+# the protocol's "W8, and day -1 of conditioning": W8, or PRECOND1 for a patient whose
+# conditioning (or HSCT) starts on or before the W8 day, whichever comes first
+W8_OR_PRECOND = "W8 or PRECOND1"
 
 
 def visit_status(
@@ -21,6 +24,8 @@ def visit_status(
     """Each patient's status at one response visit: patient_id, status (assessed, ne, dead,
     hsct, missing, not_due), response, day, reason."""
     visit_days = RESPONSE_VISIT_DAYS if visit_days is None else visit_days
+    if visit == W8_OR_PRECOND:
+        return _w8_or_precond_status(patients, responses, visit_days)
     p = patient_days(patients)
     resp = response_rows(responses)
     here = resp[resp["visit"] == visit].set_index("patient_id")
@@ -93,6 +98,20 @@ def visit_status(
         else:
             rows.append((pid, "missing", None, np.nan, f"no {visit} assessment"))
     return pd.DataFrame(rows, columns=["patient_id", "status", "response", "day", "reason"])
+
+
+def _w8_or_precond_status(patients, responses, visit_days) -> pd.DataFrame:
+    """Status at 'W8 or PRECOND1': the PRECOND1 assessment for patients who started
+    conditioning (or were transplanted) on or before the W8 day, else the W8 status."""
+    w8 = visit_status(patients, responses, "W8", visit_days)
+    pre = visit_status(patients, responses, "PRECOND1", visit_days)
+    p = patient_days(patients)
+    left = [min_day(c, h) for c, h in zip(p["conditioning_day"], p["hsct_day"], strict=True)]
+    early = pd.Series([pd.notna(x) and x <= visit_days["W8"] for x in left], index=w8.index)
+    out = w8.copy()
+    out.loc[early] = pre.loc[early]
+    out.loc[early, "reason"] = "conditioning before W8: " + pre.loc[early, "reason"]
+    return out
 
 
 def _best_by(resp: pd.DataFrame, pid: str, day: float):
