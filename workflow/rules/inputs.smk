@@ -70,7 +70,8 @@ rule ingest_counts:
         runtime=60,
     params:
         sample_mismatch=config["sample_mismatch"],
-        path=INPUTS["counts"],
+        # the delivery as configured (a file, or the folder of per-sample quantifications)
+        path=lambda wildcards, input: INPUTS["counts"],
         counts=config["counts"],
         singlecell=config["singlecell"] if SINGLE_CELL else {},
     script:
