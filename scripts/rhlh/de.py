@@ -46,12 +46,15 @@ from rhlh.design import (
 )
 from rhlh.errors import InputError
 from rhlh.nbglm import (
+    TrendFitError,
     VectorInference,
     apeglm_prior_var,
     blockwise,
     fit_dispersions,
     fit_glm,
+    nb_glm_optim,
     nb_loglik,
+    parametric_dispersion_fit,
     shrink_coefficient,
 )
 
@@ -256,6 +259,37 @@ def detect_outlier_counts(
     return out.sort_values(["gene_id", "sample_id"]).reset_index(drop=True)
 
 
+def fit_dispersion_trend(dds) -> None:
+    """DESeq2's parametric dispersion trend, in place of pydeseq2's (``fit_dispersion_trend``).
+
+    The trend is fitted as ``DESeq2::estimateDispersionsFit`` does: on the genes that are not
+    all zero and whose gene-wise estimate is above 100 x the minimum dispersion, by
+    ``rhlh.nbglm.parametric_dispersion_fit`` (pydeseq2 0.5.4 fits all genes, drops outlying
+    genes cumulatively and stops its optimiser early: 19-30% away from R on real data). Where
+    the parametric form fails, pydeseq2's mean trend is used (DESeq2 uses a local fit there).
+    """
+    nz = dds.var["non_zero"].to_numpy()
+    means = dds.var["_normed_means"].to_numpy()[nz]
+    genewise = dds.var["genewise_dispersions"].to_numpy()[nz]
+    use = (genewise > 100 * dds.min_disp) & np.isfinite(means) & (means > 0)
+    if not use.any():
+        raise ValueError(
+            "all gene-wise dispersion estimates are within 2 orders of magnitude of the "
+            "minimum: no dispersion trend can be fitted"
+        )
+    try:
+        coeffs = parametric_dispersion_fit(means[use], genewise[use])
+    except TrendFitError as exc:
+        LOG.warning("%s; the dispersion trend is the mean of the gene-wise estimates", exc)
+        dds._fit_mean_dispersion_trend()
+        return
+    dds.uns["trend_coeffs"] = pd.Series(coeffs, index=["a0", "a1"])
+    dds.uns["disp_function_type"] = "parametric"
+    fitted = np.full(dds.n_vars, np.nan)
+    fitted[nz] = dds.disp_function(dds.var["_normed_means"].to_numpy()[nz])
+    dds.var["fitted_dispersions"] = fitted
+
+
 def fit_design(
     counts: pd.DataFrame,
     samples: pd.DataFrame,
@@ -301,7 +335,7 @@ def fit_design(
             counts=x,
             metadata=obs,
             design=design.matrix,
-            inference=VectorInference(n_cpus=n_cpus),
+            inference=VectorInference(n_cpus=n_cpus, deseq2=True),
             quiet=True,
             refit_cooks=True,
         )
@@ -348,7 +382,7 @@ def fit_design(
     )
     # the rest of DeseqDataSet.deseq2(), keeping the size factors of the original counts
     dds.fit_genewise_dispersions()
-    dds.fit_dispersion_trend()
+    fit_dispersion_trend(dds)
     dds.fit_dispersion_prior()
     dds.fit_MAP_dispersions()
     dds.fit_LFC()
@@ -449,7 +483,7 @@ def wald_test(
         cooks_filter=cooks_filter,
         independent_filter=independent_filter,
         quiet=True,
-        inference=VectorInference(n_cpus=fit.n_cpus),
+        inference=VectorInference(n_cpus=fit.n_cpus, deseq2=True),
     )
     ds.summary()
     res = ds.results_df[["baseMean", "log2FoldChange", "lfcSE", "stat", "pvalue", "padj"]]
@@ -490,12 +524,25 @@ def _shrink(fit: DEFit, ds, k: int) -> np.ndarray:
     return out
 
 
-def _glm_mu(y, size_factors, X, disp, min_mu, n_cpus=1, beta_init=None):
-    """Thresholded fitted means of the NB GLM of every gene (n x genes)."""
-    fit = fit_glm(
-        y, size_factors, X, disp, min_mu, n_cpus=n_cpus, beta_init=beta_init, with_hat=False
-    )
-    return np.maximum(fit[1], min_mu)
+def _reduced_fit(y, size_factors, X, disp, min_mu, n_cpus=1):
+    """Unthresholded fitted means of the reduced model of an LRT, as DESeq2 fits it (n x genes).
+
+    An intercept-only model gets DESeq2's closed form (the mean of the normalized counts);
+    any other model is fitted by IRLS from the least-squares start, and the genes whose IRLS
+    diverges or does not converge (e.g. a group of all zeros) by ``nb_glm_optim`` (bounded
+    L-BFGS-B), as ``DESeq2::fitNbinomGLMs`` does; a diverged fit never keeps its start.
+    """
+    sf = np.asarray(size_factors, dtype=float)
+    if X.shape[1] == 1 and np.all(X == 1.0):
+        return sf[:, None] * (y / sf[:, None]).mean(axis=0)[None, :]
+    beta, mu, _, _, fallback = fit_glm(y, sf, X, disp, min_mu, n_cpus=n_cpus, with_hat=False)
+    for j in np.flatnonzero(fallback):
+        start = beta[j] if np.all(np.abs(beta[j]) < 30 * LN2) else None
+        if start is None:
+            logy = np.log(y[:, j] / sf + 0.1)
+            start = np.linalg.lstsq(X, logy, rcond=None)[0]
+        _, mu[:, j], _ = nb_glm_optim(y[:, j], sf, X, disp[j], start)
+    return mu
 
 
 def lrt(
@@ -534,18 +581,15 @@ def lrt(
     sf = dds.obs["size_factors"].to_numpy()
     disp = dds.var["dispersions"].to_numpy()[nz]
     # the full model is the design's own fit (same IRLS, dispersions and counts, refitted
-    # genes included); the reduced model is refitted from the full model's coefficients
+    # genes included); the reduced model is fitted on its own, as DESeq2's nbinomLRT does.
+    # Both log-likelihoods use the unthresholded fitted means, as DESeq2's: the 0.5 floor
+    # belongs to the IRLS weights only.
     x_full = fit.design.matrix.to_numpy(dtype=float)
     lfc = dds.varm["LFC"].to_numpy()[nz]
-    mu_full = np.maximum(sf[:, None] * np.exp(x_full @ lfc.T), dds.min_mu)
-    cols = list(fit.design.matrix.columns)
-    init = np.stack(
-        [lfc[:, cols.index(c)] if c in cols else np.zeros(len(nz)) for c in reduced.matrix],
-        axis=1,
-    )
+    mu_full = sf[:, None] * np.exp(x_full @ lfc.T)
     x_red = reduced.matrix.to_numpy(dtype=float)
-    mu_red = _glm_mu(y[:, nz], sf, x_red, disp, dds.min_mu, fit.n_cpus, init)
     yy = y[:, nz]
+    mu_red = _reduced_fit(yy, sf, x_red, disp, dds.min_mu, fit.n_cpus)
     stat = np.full(dds.n_vars, np.nan)
     stat[nz] = 2.0 * (
         nb_loglik(yy, mu_full, disp[None, :]).sum(axis=0)

@@ -35,6 +35,7 @@ from scipy.special import digamma, expit, gammaln
 from scipy.stats import norm
 
 CHUNK_BYTES = 128 * 2**20
+LN2 = np.log(2.0)
 
 
 def nb_loglik(y, mu, disp):
@@ -735,10 +736,158 @@ def rough_dispersions(normed_counts, design_matrix):
     return np.maximum(alpha, 0.0)
 
 
+def nb_glm_optim(y, size_factors, X, disp, start, ridge=1e-6 / LN2**2, max_beta=30.0 * LN2):
+    """One gene's NB GLM by L-BFGS-B within bounds, for the genes IRLS cannot fit.
+
+    DESeq2's fallback (``fitNbinomGLMsOptim``) for a fit that diverges, e.g. a group whose
+    counts are all zero, where the maximum is at an infinite coefficient: the log-likelihood
+    of the unthresholded means plus a normal log-prior of precision ``ridge`` (DESeq2's 1e-6 on
+    the log2 scale), maximised with every coefficient within +-30 on the log2 scale.
+    Returns (beta, unthresholded mu, converged).
+    """
+    from scipy.optimize import minimize
+
+    y = np.asarray(y, dtype=float)
+    offset = np.log(np.asarray(size_factors, dtype=float))
+    r = 1.0 / float(disp)
+    lgy = gammaln(y + r) - gammaln(r) - gammaln(y + 1.0)
+
+    def objective(b):
+        eta = X @ b + offset
+        # log(mu / (r + mu)) and log(r / (r + mu)) without overflow
+        log_rm = np.logaddexp(eta, np.log(r))
+        ll = lgy + r * (np.log(r) - log_rm) + y * (eta - log_rm)
+        mu = np.exp(eta)
+        grad = -X.T @ ((y - mu) * r / (r + mu)) + ridge * b
+        return -ll.sum() + 0.5 * ridge * (b @ b), grad
+
+    b0 = np.clip(np.nan_to_num(np.asarray(start, dtype=float)), -max_beta, max_beta)
+    res = minimize(
+        objective, b0, jac=True, method="L-BFGS-B", bounds=[(-max_beta, max_beta)] * X.shape[1]
+    )
+    return res.x, np.exp(X @ res.x + offset), bool(res.success)
+
+
+class TrendFitError(RuntimeError):
+    """The parametric dispersion trend a0 + a1 / mean does not fit the gene-wise estimates."""
+
+
+def _gamma_deviance(y, mu):
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return -2.0 * np.sum(np.log(y / mu) - (y - mu) / mu)
+
+
+def gamma_identity_glm(x, y, start, epsilon=1e-8, maxit=25):
+    """Fit y ~ a + b x in the Gamma family with identity link by IRLS (Fisher scoring).
+
+    The iteration R's ``glm.fit`` runs for this family: weights 1 / mu^2 (the working
+    response is y itself), from ``start``, until the deviance changes by less than
+    ``epsilon`` relative to (deviance + 0.1); a step that leaves a fitted mean not positive or
+    the deviance not finite is halved back towards the previous iterate.
+    Returns ((a, b), converged).
+    """
+    x = np.asarray(x, dtype=float)
+    y = np.asarray(y, dtype=float)
+    X = np.column_stack([np.ones_like(x), x])
+    coef_old = np.asarray(start, dtype=float)
+    mu = X @ coef_old
+    if not (np.isfinite(mu).all() and (mu > 0).all()):
+        raise TrendFitError("the start of the dispersion trend fit gives a mean <= 0")
+    dev_old = _gamma_deviance(y, mu)
+    coef = coef_old
+    for _ in range(maxit):
+        w = 1.0 / mu
+        coef = np.linalg.lstsq(X * w[:, None], y * w, rcond=None)[0]
+        mu = X @ coef
+        dev = _gamma_deviance(y, mu)
+        for _ in range(maxit):
+            if np.isfinite(dev) and np.isfinite(mu).all() and (mu > 0).all():
+                break
+            coef = 0.5 * (coef + coef_old)
+            mu = X @ coef
+            dev = _gamma_deviance(y, mu)
+        else:
+            raise TrendFitError("the dispersion trend fit cannot correct its step size")
+        if abs(dev - dev_old) / (abs(dev) + 0.1) < epsilon:
+            return coef, True
+        coef_old, dev_old = coef, dev
+    return coef, False
+
+
+def parametric_dispersion_fit(means, disps, max_iter=10):
+    """DESeq2's parametric dispersion trend a0 + a1 / mean, fitted to gene-wise estimates.
+
+    As ``DESeq2::parametricDispersionFit``: from (a0, a1) = (0.1, 1), the genes whose
+    estimate is within (1e-4, 15) times the current curve are refitted by a Gamma GLM with
+    identity link on 1 / mean, started at the current coefficients; this repeats until the
+    coefficients move by less than 1e-6 in summed squared log ratio and the GLM converged.
+    ``means`` and ``disps`` are the genes DESeq2 uses (not all zero, gene-wise estimate above
+    100 x the minimum dispersion). Raises ``TrendFitError`` where DESeq2 gives up on the
+    parametric form (a coefficient <= 0, or no convergence within ``max_iter`` refits).
+    """
+    means = np.asarray(means, dtype=float)
+    disps = np.asarray(disps, dtype=float)
+    coefs = np.array([0.1, 1.0])
+    for _ in range(max_iter + 1):
+        resid = disps / (coefs[0] + coefs[1] / means)
+        good = (resid > 1e-4) & (resid < 15)
+        if good.sum() < 2:
+            raise TrendFitError("fewer than two genes near the dispersion trend")
+        old = coefs
+        coefs, converged = gamma_identity_glm(1.0 / means[good], disps[good], old)
+        if not (coefs > 0).all():
+            raise TrendFitError("parametric dispersion fit failed (a coefficient <= 0)")
+        if np.sum(np.log(coefs / old) ** 2) < 1e-6 and converged:
+            return coefs
+    raise TrendFitError("parametric dispersion fit did not converge")
+
+
+def deseq2_log_posterior(y, mu, X, disp, n_cpus=1):
+    """DESeq2's gene-wise dispersion objective at ``disp`` (one value per gene).
+
+    The form DESeq2's line search evaluates (its C++ ``log_posterior`` without prior): the
+    NB log-likelihood without the terms in y alone (log y! and y log mu are left out, which
+    moves its size, not its maximum) minus half the log-determinant of X^T W X (Cox-Reid).
+    """
+    y = np.asarray(y, dtype=float)
+    mu = np.asarray(mu, dtype=float)
+    disp = np.asarray(disp, dtype=float)
+    ops = design_ops(X)
+    out = np.empty(y.shape[1])
+
+    def run(blk):
+        a = disp[blk][None, :]
+        r = 1.0 / a
+        yb, mb = y[:, blk], mu[:, blk]
+        ll = gammaln(yb + r) - gammaln(r) - yb * np.log(mb + r) - r * np.log1p(mb * a)
+        out[blk] = ll.sum(axis=0) - 0.5 * ops.factor(mb / (1.0 + mb * a)).logdet()
+
+    blockwise(run, y.shape[1], ops.bytes_per_gene(), n_cpus)
+    return out
+
+
 class VectorInference(DefaultInference):
-    """pydeseq2 inference whose per-gene solvers run vectorised over blocks of genes."""
+    """pydeseq2 inference whose per-gene solvers run vectorised over blocks of genes.
+
+    With ``deseq2=True`` three rules of DESeq2 1.38 that pydeseq2 0.5.4 does not follow are
+    applied (``rhlh.de`` uses them; the default keeps pydeseq2's behaviour):
+
+    - the Wald test's weights mu / (1 + alpha mu) use the fitted means floored at ``min_mu``
+      (DESeq2's ``minmu`` 0.5, as in its IRLS); pydeseq2 passes unthresholded means, which
+      gives low-count genes standard errors that are too small;
+    - the dispersion fits use the means floored at ``min_mu``, as DESeq2 stores them
+      (pydeseq2's GLM path passes unthresholded means);
+    - a gene-wise estimate (Cox-Reid, no prior) whose objective ``deseq2_log_posterior`` is
+      not above the start's by 1e-6 of its size is replaced by the start (the moments
+      estimate), as ``DESeq2::estimateDispersionsGeneEst`` does.
+    """
 
     fit_rough_dispersions = staticmethod(rough_dispersions)
+
+    def __init__(self, *args, deseq2: bool = False, min_mu: float = 0.5, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.deseq2 = deseq2
+        self.min_mu = min_mu
 
     def lin_reg_mu(self, counts, size_factors, design_matrix, min_mu):  # noqa: D102
         coef = np.linalg.lstsq(design_matrix, counts / size_factors[:, None], rcond=None)[0]
@@ -803,6 +952,8 @@ class VectorInference(DefaultInference):
         from pydeseq2.utils import fit_alpha_mle
 
         counts = np.asarray(counts, dtype=float)
+        if self.deseq2:
+            mu = np.maximum(np.asarray(mu, dtype=float), self.min_mu)
         disp, conv = fit_dispersions(
             counts,
             design_matrix,
@@ -829,6 +980,13 @@ class VectorInference(DefaultInference):
                 prior_reg,
                 optimizer,
             )
+        if self.deseq2 and cr_reg and not prior_reg:
+            start = np.clip(np.asarray(alpha_hat, dtype=float), min_disp, max_disp)
+            est = np.clip(disp, min_disp, max_disp)
+            lp0 = deseq2_log_posterior(counts, mu, design_matrix, start, self.n_cpus)
+            lp1 = deseq2_log_posterior(counts, mu, design_matrix, est, self.n_cpus)
+            keep = lp1 < lp0 + np.abs(lp0) / 1e6
+            disp = np.where(keep, start, disp)
         return disp, conv
 
     def wald_test(  # noqa: D102
@@ -843,6 +1001,8 @@ class VectorInference(DefaultInference):
         alt_hypothesis=None,
     ):
         ridge = np.diag(ridge_factor)
+        if self.deseq2:
+            mu = np.maximum(mu, self.min_mu)
         if alt_hypothesis is not None or np.any(ridge_factor != np.diag(ridge)):
             return super().wald_test(
                 design_matrix, disp, lfc, mu, ridge_factor, contrast, lfc_null, alt_hypothesis
