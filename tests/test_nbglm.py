@@ -25,6 +25,11 @@ one continuous covariate; 100 genes). Checked against:
   adds the prior curvatures to every row of ``X^T W X`` via ``np.diag`` of a matrix, not to the
   diagonal). Known truth: null effects shrink towards 0, large effects keep their size.
 - ``apeglm_prior_var``: pydeseq2's ``DeseqStats._fit_prior_var`` and simulated prior variances.
+- DESeq2 rules (``deseq2=True``): Wald SEs are pydeseq2's formula on means floored at 0.5;
+  the gene-wise start is kept exactly where DESeq2's objective gains < 1e-6 of its size.
+  ``gamma_identity_glm``: statsmodels' Gamma GLM (identity link); ``parametric_dispersion_fit``:
+  a known trend, and the failure of a trend with no positive fit; ``nb_glm_optim``: a group
+  of zeros (the likelihood at its supremum).
 - ``blockwise`` / ``gene_blocks``: blocks cover every gene once, in order; ``fit_glm``,
   ``fit_dispersions``, ``wald`` and ``shrink_coefficient`` give the same results (1e-12) with
   1 block on 1 thread and 2 blocks on 2 threads.
@@ -523,3 +528,100 @@ def test_block_normal_equations_equal_dense():
     ]
     for a, b in pairs:
         np.testing.assert_allclose(b, a, rtol=1e-9, atol=1e-12)
+
+
+# ------------------------------------------------------------------ DESeq2 rules (rhlh.de)
+
+
+def test_deseq2_wald_floors_the_means(patient):
+    """deseq2=True: the SE is pydeseq2's formula on means floored at 0.5 (DESeq2's fitBeta)."""
+    d = patient
+    p = d.X.shape[1]
+    ridge = np.diag(np.full(p, 1e-6))
+    contrast = np.eye(p)[d.k]
+    inf = nbglm.VectorInference(n_cpus=1, deseq2=True)
+    _, _, se = inf.wald_test(d.X, d.disp, d.b, d.mu_raw, ridge, contrast, 0.0)
+    ref = [
+        pu.wald_test(d.X, d.disp[j], d.b[j], d.mu[:, j], ridge, contrast, 0.0, None)[2]
+        for j in range(d.y.shape[1])
+    ]
+    np.testing.assert_allclose(se, ref, rtol=1e-8)
+    plain = nbglm.VectorInference(n_cpus=1).wald_test(
+        d.X, d.disp, d.b, d.mu_raw, ridge, contrast, 0.0
+    )[2]
+    low = (d.mu_raw < 0.5).any(axis=0)
+    # larger weights where a mean is floored: smaller SEs (pydeseq2's lose DESeq2's calls)
+    assert low.any() and (se[low] < plain[low]).all()
+    np.testing.assert_allclose(se[~low], plain[~low], rtol=1e-12)
+
+
+def test_deseq2_genewise_keeps_the_start_without_a_real_gain(patient):
+    """A gene-wise estimate that gains < 1e-6 of DESeq2's objective over the start is the start."""
+    d = patient
+    y, mu = d.y, d.mu
+    start = d.disp * 1.0005  # next to the optimum: the gain is tiny for every gene
+    far = np.arange(y.shape[1]) % 2 == 0
+    start[far] = d.disp[far] * 20.0  # far from it: a real gain
+    args = (start, MIN_DISP, 60.0)
+    plain, _ = nbglm.VectorInference(n_cpus=1).alpha_mle(y, d.X, mu, *args)
+    rules, _ = nbglm.VectorInference(n_cpus=1, deseq2=True).alpha_mle(y, d.X, mu, *args)
+    lp0 = nbglm.deseq2_log_posterior(y, mu, d.X, start)
+    lp1 = nbglm.deseq2_log_posterior(y, mu, d.X, plain)
+    kept = lp1 < lp0 + np.abs(lp0) / 1e6
+    assert kept.any() and not kept.all()
+    np.testing.assert_array_equal(rules[kept], start[kept])
+    np.testing.assert_array_equal(rules[~kept], plain[~kept])
+    assert not kept[far].any()
+    # the objective is the NB log-likelihood up to terms free of the dispersion, minus the
+    # Cox-Reid half log-determinant
+    j = 3
+    ll = lambda a: pu.nb_nll(y[:, j], mu[:, j], a)  # noqa: E731
+    cr = lambda a: 0.5 * np.linalg.slogdet((d.X.T * (mu[:, j] / (1 + a * mu[:, j]))) @ d.X)[1]  # noqa: E731
+    lp = nbglm.deseq2_log_posterior(y[:, [j]], mu[:, [j]], d.X, np.array([0.1, 0.3])[[0]])[0]
+    lp2 = nbglm.deseq2_log_posterior(y[:, [j]], mu[:, [j]], d.X, np.array([0.3]))[0]
+    assert lp2 - lp == pytest.approx((-ll(0.3) - cr(0.3)) - (-ll(0.1) - cr(0.1)), rel=1e-9)
+
+
+@pytest.mark.filterwarnings("ignore::statsmodels.tools.sm_exceptions.DomainWarning")
+def test_gamma_identity_glm_matches_statsmodels():
+    import statsmodels.api as sm
+
+    rng = np.random.default_rng(4)
+    mean = np.exp(rng.uniform(0, 8, 2000))
+    y = (0.05 + 2.0 / mean) * rng.gamma(2.0, 0.5, mean.size)
+    coef, conv = nbglm.gamma_identity_glm(1.0 / mean, y, [0.1, 1.0])
+    X = np.column_stack([np.ones_like(mean), 1.0 / mean])
+    fam = sm.families.Gamma(link=sm.families.links.Identity())
+    ref = sm.GLM(y, X, family=fam).fit(start_params=[0.1, 1.0], tol=1e-12).params
+    assert conv
+    np.testing.assert_allclose(coef, ref, rtol=1e-6)
+
+
+def test_parametric_dispersion_fit_known_trend_and_failure():
+    rng = np.random.default_rng(8)
+    mean = np.exp(rng.uniform(-1, 9, 5000))
+    disp = (0.04 + 3.0 / mean) * np.exp(rng.normal(0.0, 0.4, mean.size))
+    disp[:50] = 1e-5  # genes near zero dispersion: out of the (1e-4, 15) window
+    a0, a1 = nbglm.parametric_dispersion_fit(mean, disp)
+    # the Gamma GLM fits the mean of the log-normal scatter: exp(0.4^2 / 2) above the trend
+    assert a0 == pytest.approx(0.04 * np.exp(0.08), rel=0.08)
+    assert a1 == pytest.approx(3.0 * np.exp(0.08), rel=0.08)
+    with pytest.raises(nbglm.TrendFitError):
+        nbglm.parametric_dispersion_fit(mean, 0.5 - 0.4 / np.sqrt(mean) + 0 * disp)
+
+
+def test_nb_glm_optim_all_zero_group():
+    """A group of zeros: the coefficient goes to the bound, the likelihood to its supremum."""
+    rng = np.random.default_rng(2)
+    X = np.column_stack([np.ones(8), np.repeat([0.0, 1.0], 4)])
+    sf = np.exp(rng.normal(0, 0.2, 8))
+    y = np.array([0, 0, 0, 0, 40, 55, 31, 62], dtype=float)
+    disp = 0.05
+    beta, mu, conv = nbglm.nb_glm_optim(y, sf, X, disp, start=[0.0, 0.0])
+    assert conv
+    # L-BFGS-B stops where the gradient (~ the zero group's means) vanishes, as DESeq2's optim
+    assert mu[:4].max() < 1e-3
+    # the group with counts is at its own one-group MLE, the likelihood at its supremum
+    one = minimize(lambda b: pu.nb_nll(y[4:], sf[4:] * np.exp(b[0]), disp), [3.0])
+    assert beta.sum() == pytest.approx(one.x[0], abs=1e-4)
+    assert pu.nb_nll(y, mu, disp) == pytest.approx(one.fun, abs=1e-3)
