@@ -26,7 +26,9 @@ one continuous covariate; 100 genes). Checked against:
   diagonal). Known truth: null effects shrink towards 0, large effects keep their size.
 - ``apeglm_prior_var``: pydeseq2's ``DeseqStats._fit_prior_var`` and simulated prior variances.
 - DESeq2 rules (``deseq2=True``): Wald SEs are pydeseq2's formula on means floored at 0.5;
-  the gene-wise start is kept exactly where DESeq2's objective gains < 1e-6 of its size.
+  the gene-wise estimator (DESeq2's line search, start kept without a gain of 1e-6 of the
+  objective's size, grid for one-step or non-converged searches) against Newton's maximum
+  and its own search; the objective and its slope against the NB log-likelihood.
   ``gamma_identity_glm``: statsmodels' Gamma GLM (identity link); ``parametric_dispersion_fit``:
   a known trend, and the failure of a trend with no positive fit; ``nb_glm_optim``: a group
   of zeros (the likelihood at its supremum).
@@ -555,31 +557,48 @@ def test_deseq2_wald_floors_the_means(patient):
     np.testing.assert_allclose(se[~low], plain[~low], rtol=1e-12)
 
 
-def test_deseq2_genewise_keeps_the_start_without_a_real_gain(patient):
-    """A gene-wise estimate that gains < 1e-6 of DESeq2's objective over the start is the start."""
-    d = patient
+@pytest.mark.parametrize("which", DATASETS)
+def test_deseq2_genewise_dispersions(request, which):
+    """DESeq2's gene-wise estimator: its line search stops at or below the maximum (Newton's),
+    close to it; a start without a gain of 1e-6 of the objective's size is kept."""
+    d = request.getfixturevalue(which)
     y, mu = d.y, d.mu
-    start = d.disp * 1.0005  # next to the optimum: the gain is tiny for every gene
-    far = np.arange(y.shape[1]) % 2 == 0
-    start[far] = d.disp[far] * 20.0  # far from it: a real gain
-    args = (start, MIN_DISP, 60.0)
-    plain, _ = nbglm.VectorInference(n_cpus=1).alpha_mle(y, d.X, mu, *args)
-    rules, _ = nbglm.VectorInference(n_cpus=1, deseq2=True).alpha_mle(y, d.X, mu, *args)
-    lp0 = nbglm.deseq2_log_posterior(y, mu, d.X, start)
-    lp1 = nbglm.deseq2_log_posterior(y, mu, d.X, plain)
+    rng = np.random.default_rng(12)
+    start = np.clip(d.disp * np.exp(rng.normal(0.0, 0.7, d.disp.size)), MIN_DISP, 60.0)
+    start[::7] = d.disp[::7] * 1.0005  # next to the optimum: no real gain
+    est, conv = nbglm.deseq2_genewise_dispersions(y, d.X, mu, start, MIN_DISP, 60.0)
+    same, _ = nbglm.VectorInference(n_cpus=1, deseq2=True).alpha_mle(
+        y, d.X, mu, start, MIN_DISP, 60.0
+    )
+    np.testing.assert_array_equal(est, same)
+    best, _ = nbglm.VectorInference(n_cpus=1).alpha_mle(y, d.X, mu, start, MIN_DISP, 60.0)
+    lp_est = nbglm.deseq2_log_posterior(y, mu, d.X, est)
+    lp_best = nbglm.deseq2_log_posterior(y, mu, d.X, best)
+    assert (lp_est <= lp_best + 1e-6 * np.abs(lp_best)).all()
+    la, iters, lp0, lp1 = nbglm.dispersion_line_search(
+        y, mu, nbglm.design_ops(d.X), np.log(start), np.log(MIN_DISP / 10)
+    )
+    searched = (iters > 1) & (iters < 100)
+    np.testing.assert_array_equal(conv, searched)
     kept = lp1 < lp0 + np.abs(lp0) / 1e6
-    assert kept.any() and not kept.all()
-    np.testing.assert_array_equal(rules[kept], start[kept])
-    np.testing.assert_array_equal(rules[~kept], plain[~kept])
-    assert not kept[far].any()
+    assert (kept & searched).any() and (~kept & searched).any()
+    np.testing.assert_array_equal(est[kept & searched], start[kept & searched])
+    moved = ~kept & searched
+    np.testing.assert_allclose(est[moved], np.clip(np.exp(la[moved]), MIN_DISP, 60.0))
+    assert np.median(np.abs(np.log(est[moved] / best[moved]))) < 0.01
     # the objective is the NB log-likelihood up to terms free of the dispersion, minus the
     # Cox-Reid half log-determinant
     j = 3
-    ll = lambda a: pu.nb_nll(y[:, j], mu[:, j], a)  # noqa: E731
-    cr = lambda a: 0.5 * np.linalg.slogdet((d.X.T * (mu[:, j] / (1 + a * mu[:, j]))) @ d.X)[1]  # noqa: E731
-    lp = nbglm.deseq2_log_posterior(y[:, [j]], mu[:, [j]], d.X, np.array([0.1, 0.3])[[0]])[0]
-    lp2 = nbglm.deseq2_log_posterior(y[:, [j]], mu[:, [j]], d.X, np.array([0.3]))[0]
-    assert lp2 - lp == pytest.approx((-ll(0.3) - cr(0.3)) - (-ll(0.1) - cr(0.1)), rel=1e-9)
+    xtwx = lambda a: (d.X.T * (mu[:, j] / (1 + a * mu[:, j]))) @ d.X  # noqa: E731
+    full = lambda a: -pu.nb_nll(y[:, j], mu[:, j], a) - 0.5 * np.linalg.slogdet(xtwx(a))[1]  # noqa: E731
+    lp = nbglm.deseq2_log_posterior(y[:, [j, j]], mu[:, [j, j]], d.X, np.array([0.1, 0.3]))
+    assert lp[1] - lp[0] == pytest.approx(full(0.3) - full(0.1), rel=1e-9)
+    # and its slope in log alpha is the derivative of that
+    ops = nbglm.design_ops(d.X)
+    _, slope = nbglm._deseq2_lp(y[:, [j]], mu[:, [j]], ops, np.log([0.2]), deriv=True)
+    h = 1e-5
+    fd = (full(0.2 * np.exp(h)) - full(0.2 * np.exp(-h))) / (2 * h)
+    assert slope[0] == pytest.approx(fd, rel=1e-5)
 
 
 @pytest.mark.filterwarnings("ignore::statsmodels.tools.sm_exceptions.DomainWarning")

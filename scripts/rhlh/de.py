@@ -18,15 +18,15 @@ What this module adds to pydeseq2 0.5.4 (which has Wald tests only):
 - One dispersion fit per design serves all its Wald tests and LRTs.
 - DESeq2 1.38's rules where pydeseq2 0.5.4 departs from them, checked against R on real count
   matrices (tests/test_deseq2_real.py): Wald standard errors from fitted means floored at 0.5;
-  dispersion fits on floored means, a gene-wise estimate with no real gain over its start
-  kept at the start; DESeq2's parametric trend fit (``fit_dispersion_trend``); the LRT's
-  reduced model fitted on its own, diverging genes by bounded optimisation, likelihoods of
-  unthresholded means. These are the only behaviour (there is no separate "DESeq2 mode"):
-  with ``outlier_handling=False`` a design is fitted as ``DESeq2::DESeq`` fits it. What
-  still differs: DESeq2's first-order line search for dispersions stops short of the
-  maximum where the likelihood is flat (ours is Newton's method to it), which leaves
-  1-2% median differences in the final dispersions on small designs; where the parametric
-  trend fails DESeq2 uses a local fit, pydeseq2's mean trend is used here.
+  dispersion fits on floored means; gene-wise dispersions by DESeq2's own line search, start
+  rule and grid (``rhlh.nbglm.deseq2_genewise_dispersions``); DESeq2's parametric trend fit
+  (``fit_dispersion_trend``); the LRT's reduced model fitted on its own, diverging genes by
+  bounded optimisation, likelihoods of unthresholded means. These are the only behaviour
+  (there is no separate "DESeq2 mode"): with ``outlier_handling=False`` a design is fitted
+  as ``DESeq2::DESeq`` fits it. What still differs: the final (MAP) dispersions are the
+  maximum of DESeq2's posterior found by Newton's method, where DESeq2's line search stops
+  a little short of it (median 1e-4 relative); where the parametric trend fails DESeq2 uses
+  a local fit, pydeseq2's mean trend is used here.
 
 Visit rule (``select_samples``): samples of visits seen in fewer than ``min_patients_per_visit``
 patients are dropped (a visit effect estimated from one or two patients is one or two

@@ -16,7 +16,10 @@ pydeseq2 (``DeseqDataSet(..., inference=VectorInference())``), so pydeseq2 keeps
   go to pydeseq2's grid search.
 - ``lin_reg_mu`` and ``wald_test``: closed forms, vectorised.
 - ``VectorInference(deseq2=True)``: DESeq2 1.38's floor of the means in the Wald weights and
-  the dispersion fits, and its rule that keeps a gene-wise start without a real gain.
+  the dispersion fits, and its gene-wise dispersion estimator (``deseq2_genewise_dispersions``:
+  its first-order line search, which stops short of the maximum where the likelihood is
+  flat, its rule keeping a start without a real gain, its grid search), which reproduces
+  R's gene-wise estimates to 1e-6 for 98-99.9% of genes on real data.
 
 ``parametric_dispersion_fit`` is DESeq2's parametric dispersion trend (pydeseq2's own fit
 lands 19-30% away from R's on real data given the same gene-wise estimates);
@@ -872,6 +875,157 @@ def deseq2_log_posterior(y, mu, X, disp, n_cpus=1):
     return out
 
 
+def _deseq2_lp(y, mu, ops, log_alpha, prior_mean=None, prior_var=None, deriv=False):
+    """DESeq2's dispersion log posterior in log alpha (and its derivative), per gene."""
+    a = np.exp(log_alpha)[None, :]
+    r = 1.0 / a
+    ma = mu * a
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        ll = (gammaln(y + r) - gammaln(r) - y * np.log(mu + r) - r * np.log1p(ma)).sum(axis=0)
+        w = mu / (1.0 + ma)
+        fac = ops.factor(w)
+        lp = ll - 0.5 * fac.logdet()
+        if prior_var is not None:
+            lp = lp - 0.5 * (log_alpha - prior_mean) ** 2 / prior_var
+        if not deriv:
+            return lp
+        dll = (digamma(r) + np.log1p(ma) - ma / (1.0 + ma) - digamma(y + r) + y / (mu + r)).sum(
+            axis=0
+        ) * r[0] ** 2
+        dcr = 0.5 * (w * w * fac.lev()).sum(axis=0)
+        dlp = (dll + dcr) * a[0]
+        if prior_var is not None:
+            dlp = dlp - (log_alpha - prior_mean) / prior_var
+    return lp, dlp
+
+
+def dispersion_line_search(
+    y,
+    mu,
+    ops,
+    log_alpha,
+    min_log_alpha,
+    prior_mean=None,
+    prior_var=None,
+    kappa_0=1.0,
+    tol=1e-6,
+    maxit=100,
+):
+    """DESeq2's dispersion search (its C++ ``fitDisp``), vectorised over the genes of a block.
+
+    Steepest ascent of ``_deseq2_lp`` in log alpha from ``log_alpha``: a step kappa x slope
+    (log alpha kept within [-30, 10]) is accepted by the Armijo rule (1e-4) or kappa halved;
+    after an accepted step kappa grows by 1.1 (at most ``kappa_0``) and halves every fifth
+    accepted step; the search stops when the log posterior rises by less than ``tol`` or log
+    alpha falls below ``min_log_alpha``, or after ``maxit`` steps. It stops short of the
+    maximum where the likelihood is flat; DESeq2's estimates are those points.
+    Returns (log alpha, iterations, initial log posterior, last log posterior).
+    """
+    n_genes = y.shape[1]
+    la = np.array(log_alpha, dtype=float)
+    pm = None if prior_mean is None else np.asarray(prior_mean, dtype=float)
+
+    def lp_of(idx, values, deriv=False):
+        return _deseq2_lp(
+            y[:, idx], mu[:, idx], ops, values, None if pm is None else pm[idx], prior_var, deriv
+        )
+
+    everyone = np.arange(n_genes)
+    lp, dlp = lp_of(everyone, la, True)
+    lp0 = lp.copy()
+    kappa = np.full(n_genes, float(kappa_0))
+    accepted = np.zeros(n_genes, dtype=int)
+    iters = np.zeros(n_genes, dtype=int)
+    active = everyone
+    for _ in range(maxit):
+        if active.size == 0:
+            break
+        iters[active] += 1
+        a, d, k = la[active], dlp[active], kappa[active]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            prop = a + k * d
+            k = np.where(prop < -30.0, (-30.0 - a) / d, k)
+            k = np.where(prop > 10.0, (10.0 - a) / d, k)
+        # the log posterior and its slope at the proposal in one pass (DESeq2 evaluates the
+        # log posterior there twice, the same value, and the slope once more if accepted)
+        lp_prop, d_prop = lp_of(active, a + k * d, True)
+        ok = -lp_prop <= -lp[active] - k * 1e-4 * d * d
+        rejected = active[~ok]
+        kappa[rejected] = k[~ok] / 2.0
+        go_on = rejected
+        acc = active[ok]
+        if acc.size:
+            kk = k[ok]
+            accepted[acc] += 1
+            la[acc] = a[ok] + kk * d[ok]
+            lp_new = lp_prop[ok]
+            small = lp_new - lp[acc] < tol
+            low = ~small & (la[acc] < min_log_alpha)
+            # DESeq2 keeps the previous log posterior when it stops for a too small alpha
+            lp[acc] = np.where(low, lp[acc], lp_new)
+            going = ~(small | low)
+            cont = acc[going]
+            if cont.size:
+                dlp[cont] = d_prop[ok][going]
+                kc = np.minimum(kk[going] * 1.1, kappa_0)
+                kappa[cont] = np.where(accepted[cont] % 5 == 0, kc / 2.0, kc)
+            go_on = np.sort(np.concatenate([rejected, cont]))
+        active = go_on
+    return la, iters, lp0, lp
+
+
+def dispersion_grid(y, mu, ops, max_disp, prior_mean=None, prior_var=None, n_grid=20):
+    """DESeq2's grid search for dispersions (``fitDispGrid``): 20 log alphas from log(1e-8)
+    to log(max_disp), then 20 around the best; returns the best dispersion per gene."""
+    n_genes = y.shape[1]
+    grid = np.linspace(np.log(1e-8), np.log(max_disp), n_grid)
+    delta = grid[1] - grid[0]
+    every = np.arange(n_genes)
+    pm = None if prior_mean is None else np.asarray(prior_mean, dtype=float)
+
+    def best(points):  # points: n_grid x genes
+        vals = np.stack(
+            [_deseq2_lp(y, mu, ops, points[t], pm, prior_var) for t in range(points.shape[0])]
+        )
+        return points[np.nanargmax(np.where(np.isnan(vals), -np.inf, vals), axis=0), every]
+
+    a_hat = best(np.broadcast_to(grid[:, None], (n_grid, n_genes)))
+    fine = a_hat[None, :] + np.linspace(-delta, delta, n_grid)[:, None]
+    return np.exp(best(fine))
+
+
+def deseq2_genewise_dispersions(y, X, mu, alpha_init, min_disp, max_disp, maxit=100, n_cpus=1):
+    """Gene-wise dispersions as ``DESeq2::estimateDispersionsGeneEst`` computes them.
+
+    ``dispersion_line_search`` (Cox-Reid adjusted, no prior) from ``alpha_init`` (the
+    moments start, within [min_disp, max_disp]); an estimate whose log posterior is not above
+    the start's by 1e-6 of its size is replaced by the start; a gene whose search took one
+    step or ``maxit`` steps, with an estimate above 10 x ``min_disp``, gets
+    ``dispersion_grid``; all within [min_disp, max_disp]. Returns (dispersions, converged).
+    """
+    y = np.asarray(y, dtype=float)
+    mu = np.asarray(mu, dtype=float)
+    alpha_init = np.asarray(alpha_init, dtype=float)
+    ops = design_ops(X)
+
+    def run(blk):
+        yb, mb, a0 = y[:, blk], mu[:, blk], alpha_init[blk]
+        la, iters, lp0, lp1 = dispersion_line_search(
+            yb, mb, ops, np.log(a0), np.log(min_disp / 10.0), maxit=maxit
+        )
+        est = np.minimum(np.exp(la), max_disp)
+        est = np.where(lp1 < lp0 + np.abs(lp0) / 1e6, a0, est)
+        conv = (iters < maxit) & (iters != 1)
+        refit = ~conv & (est > 10.0 * min_disp)
+        if refit.any():
+            est[refit] = dispersion_grid(yb[:, refit], mb[:, refit], ops, max_disp)
+        return np.clip(est, min_disp, max_disp), conv
+
+    parts = blockwise(run, y.shape[1], ops.bytes_per_gene(), n_cpus)
+    disp, conv = zip(*parts, strict=True)
+    return np.concatenate(disp), np.concatenate(conv)
+
+
 class VectorInference(DefaultInference):
     """pydeseq2 inference whose per-gene solvers run vectorised over blocks of genes.
 
@@ -883,9 +1037,8 @@ class VectorInference(DefaultInference):
       gives low-count genes standard errors that are too small;
     - the dispersion fits use the means floored at ``min_mu``, as DESeq2 stores them
       (pydeseq2's GLM path passes unthresholded means);
-    - a gene-wise estimate (Cox-Reid, no prior) whose objective ``deseq2_log_posterior`` is
-      not above the start's by 1e-6 of its size is replaced by the start (the moments
-      estimate), as ``DESeq2::estimateDispersionsGeneEst`` does.
+    - gene-wise estimates (Cox-Reid, no prior) are DESeq2's (``deseq2_genewise_dispersions``)
+      instead of the maximum found by Newton's method; the MAP fit keeps Newton's method.
     """
 
     fit_rough_dispersions = staticmethod(rough_dispersions)
@@ -960,6 +1113,16 @@ class VectorInference(DefaultInference):
         counts = np.asarray(counts, dtype=float)
         if self.deseq2:
             mu = np.maximum(np.asarray(mu, dtype=float), self.min_mu)
+            if cr_reg and not prior_reg:
+                return deseq2_genewise_dispersions(
+                    counts,
+                    design_matrix,
+                    mu,
+                    np.clip(np.asarray(alpha_hat, dtype=float), min_disp, max_disp),
+                    min_disp,
+                    max_disp,
+                    n_cpus=self.n_cpus,
+                )
         disp, conv = fit_dispersions(
             counts,
             design_matrix,
@@ -986,13 +1149,6 @@ class VectorInference(DefaultInference):
                 prior_reg,
                 optimizer,
             )
-        if self.deseq2 and cr_reg and not prior_reg:
-            start = np.clip(np.asarray(alpha_hat, dtype=float), min_disp, max_disp)
-            est = np.clip(disp, min_disp, max_disp)
-            lp0 = deseq2_log_posterior(counts, mu, design_matrix, start, self.n_cpus)
-            lp1 = deseq2_log_posterior(counts, mu, design_matrix, est, self.n_cpus)
-            keep = lp1 < lp0 + np.abs(lp0) / 1e6
-            disp = np.where(keep, start, disp)
         return disp, conv
 
     def wald_test(  # noqa: D102
