@@ -460,7 +460,8 @@ def small_blocks(monkeypatch):
 
 
 def test_two_threads_give_the_same_results(patient, small_blocks):
-    """fit_glm, fit_dispersions and wald: 3 blocks on 1 thread vs 2 threads, bit for bit."""
+    """fit_glm, fit_dispersions, wald and deseq2_genewise_dispersions: 3 blocks on 1 thread
+    vs 2 threads, bit for bit."""
     d = patient
     p = d.X.shape[1]
 
@@ -468,7 +469,10 @@ def test_two_threads_give_the_same_results(patient, small_blocks):
         fit = nbglm.fit_glm(d.y, d.sf, d.X, d.disp, n_cpus=n_cpus)
         disp = nbglm.fit_dispersions(d.y, d.X, d.mu, d.disp * 2, MIN_DISP, 60.0, n_cpus=n_cpus)
         wald = nbglm.wald(d.X, d.disp, d.b, d.mu_raw, np.full(p, 1e-6), np.eye(p)[d.k], 0, n_cpus)
-        return [*fit, *disp, *wald]
+        gw = nbglm.deseq2_genewise_dispersions(
+            d.y, d.X, d.mu, d.disp * 2, MIN_DISP, 60.0, n_cpus=n_cpus
+        )
+        return [*fit, *disp, *wald, *gw]
 
     assert len(nbglm.gene_blocks(300, nbglm.design_ops(d.X).bytes_per_gene())) == 3
     for a, b in zip(run(1), run(2), strict=True):
