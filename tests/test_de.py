@@ -84,7 +84,7 @@ def test_wald_matches_r(ref_wald, visit):
     r = r.loc[ours.index]
     use = (r.baseMean >= 1).to_numpy()
     rho = spearmanr(ours.log2FoldChange[use], r.log2FoldChange[use]).statistic
-    assert rho >= 0.999
+    assert rho >= 0.9999  # 0.999982-0.999992 before the DESeq2 rules, 1.000000 with them
     np.testing.assert_allclose(ours.baseMean, r.baseMean, rtol=1e-6)
     agree = (ours.padj.fillna(1) < 0.05).to_numpy() == (r.padj.fillna(1) < 0.05).to_numpy()
     assert agree.mean() >= 0.99
@@ -104,7 +104,8 @@ def test_lrt_time_matches_r(ref_fit):
     ours = de.lrt(ref_fit, "~ patient_id").set_index("gene_id")
     r = read_gz("lrt_time.tsv.gz").set_index("gene_id").loc[ours.index]
     ok = r.stat.notna().to_numpy()
-    assert spearmanr(ours.stat[ok], r.stat[ok]).statistic >= 0.99
+    # 0.99443 with pydeseq2's trend and the reduced fit warm-started; 0.9999999 now
+    assert spearmanr(ours.stat[ok], r.stat[ok]).statistic >= 0.999
     assert (ours["df"] == len(VISITS) - 1).all()
     agree = (ours.padj.fillna(1) < 0.05).to_numpy() == (r.padj.fillna(1) < 0.05).to_numpy()
     assert agree.mean() >= 0.98
@@ -117,8 +118,10 @@ def test_lrt_time_by_response_matches_r(ref_int):
     ]
     r = read_gz("lrt_time_by_response.tsv.gz").set_index("gene_id").loc[ours.index]
     ok = r.stat.notna().to_numpy()
-    assert spearmanr(ours.stat[ok], r.stat[ok]).statistic >= 0.99
+    assert spearmanr(ours.stat[ok], r.stat[ok]).statistic >= 0.999  # 0.99272 before, 0.99963
     assert (ours["df"] == len(VISITS) - 1).all()
+    agree = (ours.padj.fillna(1) < 0.05).to_numpy() == (r.padj.fillna(1) < 0.05).to_numpy()
+    assert agree.mean() >= 0.99
 
 
 def test_lrt_statistic_by_hand(ref_fit):

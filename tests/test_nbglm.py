@@ -25,6 +25,13 @@ one continuous covariate; 100 genes). Checked against:
   adds the prior curvatures to every row of ``X^T W X`` via ``np.diag`` of a matrix, not to the
   diagonal). Known truth: null effects shrink towards 0, large effects keep their size.
 - ``apeglm_prior_var``: pydeseq2's ``DeseqStats._fit_prior_var`` and simulated prior variances.
+- DESeq2 rules (``deseq2=True``): Wald SEs are pydeseq2's formula on means floored at 0.5;
+  the gene-wise estimator (DESeq2's line search, start kept without a gain of 1e-6 of the
+  objective's size, grid for one-step or non-converged searches) against Newton's maximum
+  and its own search; the objective and its slope against the NB log-likelihood.
+  ``gamma_identity_glm``: statsmodels' Gamma GLM (identity link); ``parametric_dispersion_fit``:
+  a known trend, and the failure of a trend with no positive fit; ``nb_glm_optim``: a group
+  of zeros (the likelihood at its supremum).
 - ``blockwise`` / ``gene_blocks``: blocks cover every gene once, in order; ``fit_glm``,
   ``fit_dispersions``, ``wald`` and ``shrink_coefficient`` give the same results (1e-12) with
   1 block on 1 thread and 2 blocks on 2 threads.
@@ -453,7 +460,8 @@ def small_blocks(monkeypatch):
 
 
 def test_two_threads_give_the_same_results(patient, small_blocks):
-    """fit_glm, fit_dispersions and wald: 3 blocks on 1 thread vs 2 threads, bit for bit."""
+    """fit_glm, fit_dispersions, wald and deseq2_genewise_dispersions: 3 blocks on 1 thread
+    vs 2 threads, bit for bit."""
     d = patient
     p = d.X.shape[1]
 
@@ -461,7 +469,10 @@ def test_two_threads_give_the_same_results(patient, small_blocks):
         fit = nbglm.fit_glm(d.y, d.sf, d.X, d.disp, n_cpus=n_cpus)
         disp = nbglm.fit_dispersions(d.y, d.X, d.mu, d.disp * 2, MIN_DISP, 60.0, n_cpus=n_cpus)
         wald = nbglm.wald(d.X, d.disp, d.b, d.mu_raw, np.full(p, 1e-6), np.eye(p)[d.k], 0, n_cpus)
-        return [*fit, *disp, *wald]
+        gw = nbglm.deseq2_genewise_dispersions(
+            d.y, d.X, d.mu, d.disp * 2, MIN_DISP, 60.0, n_cpus=n_cpus
+        )
+        return [*fit, *disp, *wald, *gw]
 
     assert len(nbglm.gene_blocks(300, nbglm.design_ops(d.X).bytes_per_gene())) == 3
     for a, b in zip(run(1), run(2), strict=True):
@@ -523,3 +534,117 @@ def test_block_normal_equations_equal_dense():
     ]
     for a, b in pairs:
         np.testing.assert_allclose(b, a, rtol=1e-9, atol=1e-12)
+
+
+# ------------------------------------------------------------------ DESeq2 rules (rhlh.de)
+
+
+def test_deseq2_wald_floors_the_means(patient):
+    """deseq2=True: the SE is pydeseq2's formula on means floored at 0.5 (DESeq2's fitBeta)."""
+    d = patient
+    p = d.X.shape[1]
+    ridge = np.diag(np.full(p, 1e-6))
+    contrast = np.eye(p)[d.k]
+    inf = nbglm.VectorInference(n_cpus=1, deseq2=True)
+    _, _, se = inf.wald_test(d.X, d.disp, d.b, d.mu_raw, ridge, contrast, 0.0)
+    ref = [
+        pu.wald_test(d.X, d.disp[j], d.b[j], d.mu[:, j], ridge, contrast, 0.0, None)[2]
+        for j in range(d.y.shape[1])
+    ]
+    np.testing.assert_allclose(se, ref, rtol=1e-8)
+    plain = nbglm.VectorInference(n_cpus=1).wald_test(
+        d.X, d.disp, d.b, d.mu_raw, ridge, contrast, 0.0
+    )[2]
+    low = (d.mu_raw < 0.5).any(axis=0)
+    # larger weights where a mean is floored: smaller SEs (pydeseq2's lose DESeq2's calls)
+    assert low.any() and (se[low] < plain[low]).all()
+    np.testing.assert_allclose(se[~low], plain[~low], rtol=1e-12)
+
+
+@pytest.mark.parametrize("which", DATASETS)
+def test_deseq2_genewise_dispersions(request, which):
+    """DESeq2's gene-wise estimator: its line search stops at or below the maximum (Newton's),
+    close to it; a start without a gain of 1e-6 of the objective's size is kept."""
+    d = request.getfixturevalue(which)
+    y, mu = d.y, d.mu
+    rng = np.random.default_rng(12)
+    start = np.clip(d.disp * np.exp(rng.normal(0.0, 0.7, d.disp.size)), MIN_DISP, 60.0)
+    start[::7] = d.disp[::7] * 1.0005  # next to the optimum: no real gain
+    est, conv = nbglm.deseq2_genewise_dispersions(y, d.X, mu, start, MIN_DISP, 60.0)
+    same, _ = nbglm.VectorInference(n_cpus=1, deseq2=True).alpha_mle(
+        y, d.X, mu, start, MIN_DISP, 60.0
+    )
+    np.testing.assert_array_equal(est, same)
+    best, _ = nbglm.VectorInference(n_cpus=1).alpha_mle(y, d.X, mu, start, MIN_DISP, 60.0)
+    lp_est = nbglm.deseq2_log_posterior(y, mu, d.X, est)
+    lp_best = nbglm.deseq2_log_posterior(y, mu, d.X, best)
+    assert (lp_est <= lp_best + 1e-6 * np.abs(lp_best)).all()
+    la, iters, lp0, lp1 = nbglm.dispersion_line_search(
+        y, mu, nbglm.design_ops(d.X), np.log(start), np.log(MIN_DISP / 10)
+    )
+    searched = (iters > 1) & (iters < 100)
+    np.testing.assert_array_equal(conv, searched)
+    kept = lp1 < lp0 + np.abs(lp0) / 1e6
+    assert (kept & searched).any() and (~kept & searched).any()
+    np.testing.assert_array_equal(est[kept & searched], start[kept & searched])
+    moved = ~kept & searched
+    np.testing.assert_allclose(est[moved], np.clip(np.exp(la[moved]), MIN_DISP, 60.0))
+    assert np.median(np.abs(np.log(est[moved] / best[moved]))) < 0.01
+    # the objective is the NB log-likelihood up to terms free of the dispersion, minus the
+    # Cox-Reid half log-determinant
+    j = 3
+    xtwx = lambda a: (d.X.T * (mu[:, j] / (1 + a * mu[:, j]))) @ d.X  # noqa: E731
+    full = lambda a: -pu.nb_nll(y[:, j], mu[:, j], a) - 0.5 * np.linalg.slogdet(xtwx(a))[1]  # noqa: E731
+    lp = nbglm.deseq2_log_posterior(y[:, [j, j]], mu[:, [j, j]], d.X, np.array([0.1, 0.3]))
+    assert lp[1] - lp[0] == pytest.approx(full(0.3) - full(0.1), rel=1e-9)
+    # and its slope in log alpha is the derivative of that
+    ops = nbglm.design_ops(d.X)
+    _, slope = nbglm._deseq2_lp(y[:, [j]], mu[:, [j]], ops, np.log([0.2]), deriv=True)
+    h = 1e-5
+    fd = (full(0.2 * np.exp(h)) - full(0.2 * np.exp(-h))) / (2 * h)
+    assert slope[0] == pytest.approx(fd, rel=1e-5)
+
+
+@pytest.mark.filterwarnings("ignore::statsmodels.tools.sm_exceptions.DomainWarning")
+def test_gamma_identity_glm_matches_statsmodels():
+    import statsmodels.api as sm
+
+    rng = np.random.default_rng(4)
+    mean = np.exp(rng.uniform(0, 8, 2000))
+    y = (0.05 + 2.0 / mean) * rng.gamma(2.0, 0.5, mean.size)
+    coef, conv = nbglm.gamma_identity_glm(1.0 / mean, y, [0.1, 1.0])
+    X = np.column_stack([np.ones_like(mean), 1.0 / mean])
+    fam = sm.families.Gamma(link=sm.families.links.Identity())
+    ref = sm.GLM(y, X, family=fam).fit(start_params=[0.1, 1.0], tol=1e-12).params
+    assert conv
+    np.testing.assert_allclose(coef, ref, rtol=1e-6)
+
+
+def test_parametric_dispersion_fit_known_trend_and_failure():
+    rng = np.random.default_rng(8)
+    mean = np.exp(rng.uniform(-1, 9, 5000))
+    disp = (0.04 + 3.0 / mean) * np.exp(rng.normal(0.0, 0.4, mean.size))
+    disp[:50] = 1e-5  # genes near zero dispersion: out of the (1e-4, 15) window
+    a0, a1 = nbglm.parametric_dispersion_fit(mean, disp)
+    # the Gamma GLM fits the mean of the log-normal scatter: exp(0.4^2 / 2) above the trend
+    assert a0 == pytest.approx(0.04 * np.exp(0.08), rel=0.08)
+    assert a1 == pytest.approx(3.0 * np.exp(0.08), rel=0.08)
+    with pytest.raises(nbglm.TrendFitError):
+        nbglm.parametric_dispersion_fit(mean, 0.5 - 0.4 / np.sqrt(mean) + 0 * disp)
+
+
+def test_nb_glm_optim_all_zero_group():
+    """A group of zeros: the coefficient goes to the bound, the likelihood to its supremum."""
+    rng = np.random.default_rng(2)
+    X = np.column_stack([np.ones(8), np.repeat([0.0, 1.0], 4)])
+    sf = np.exp(rng.normal(0, 0.2, 8))
+    y = np.array([0, 0, 0, 0, 40, 55, 31, 62], dtype=float)
+    disp = 0.05
+    beta, mu, conv = nbglm.nb_glm_optim(y, sf, X, disp, start=[0.0, 0.0])
+    assert conv
+    # L-BFGS-B stops where the gradient (~ the zero group's means) vanishes, as DESeq2's optim
+    assert mu[:4].max() < 1e-3
+    # the group with counts is at its own one-group MLE, the likelihood at its supremum
+    one = minimize(lambda b: pu.nb_nll(y[4:], sf[4:] * np.exp(b[0]), disp), [3.0])
+    assert beta.sum() == pytest.approx(one.x[0], abs=1e-4)
+    assert pu.nb_nll(y, mu, disp) == pytest.approx(one.fun, abs=1e-3)

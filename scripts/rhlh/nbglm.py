@@ -15,6 +15,15 @@ pydeseq2 (``DeseqDataSet(..., inference=VectorInference())``), so pydeseq2 keeps
   an Armijo backtracking line search, within [min_disp, max_disp]; genes that do not converge
   go to pydeseq2's grid search.
 - ``lin_reg_mu`` and ``wald_test``: closed forms, vectorised.
+- ``VectorInference(deseq2=True)``: DESeq2 1.38's floor of the means in the Wald weights and
+  the dispersion fits, and its gene-wise dispersion estimator (``deseq2_genewise_dispersions``:
+  its first-order line search, which stops short of the maximum where the likelihood is
+  flat, its rule keeping a start without a real gain, its grid search), which reproduces
+  R's gene-wise estimates to 1e-6 for 98-99.9% of genes on real data.
+
+``parametric_dispersion_fit`` is DESeq2's parametric dispersion trend (pydeseq2's own fit
+lands 19-30% away from R's on real data given the same gene-wise estimates);
+``nb_glm_optim`` is DESeq2's bounded-optimiser fallback for a GLM fit that diverges.
 
 ``shrink_coefficient`` gives apeGLM-shrunken coefficients (Cauchy prior on one coefficient,
 normal prior of sd 15 on the others, as ``pydeseq2.utils.nbinomGLM``) by a Newton /
@@ -35,6 +44,7 @@ from scipy.special import digamma, expit, gammaln
 from scipy.stats import norm
 
 CHUNK_BYTES = 128 * 2**20
+LN2 = np.log(2.0)
 
 
 def nb_loglik(y, mu, disp):
@@ -735,10 +745,308 @@ def rough_dispersions(normed_counts, design_matrix):
     return np.maximum(alpha, 0.0)
 
 
+def nb_glm_optim(y, size_factors, X, disp, start, ridge=1e-6 / LN2**2, max_beta=30.0 * LN2):
+    """One gene's NB GLM by L-BFGS-B within bounds, for the genes IRLS cannot fit.
+
+    DESeq2's fallback (``fitNbinomGLMsOptim``) for a fit that diverges, e.g. a group whose
+    counts are all zero, where the maximum is at an infinite coefficient: the log-likelihood
+    of the unthresholded means plus a normal log-prior of precision ``ridge`` (DESeq2's 1e-6 on
+    the log2 scale), maximised with every coefficient within +-30 on the log2 scale.
+    Returns (beta, unthresholded mu, converged).
+    """
+    from scipy.optimize import minimize
+
+    y = np.asarray(y, dtype=float)
+    offset = np.log(np.asarray(size_factors, dtype=float))
+    r = 1.0 / float(disp)
+    lgy = gammaln(y + r) - gammaln(r) - gammaln(y + 1.0)
+
+    def objective(b):
+        eta = X @ b + offset
+        # log(mu / (r + mu)) and log(r / (r + mu)) without overflow
+        log_rm = np.logaddexp(eta, np.log(r))
+        ll = lgy + r * (np.log(r) - log_rm) + y * (eta - log_rm)
+        mu = np.exp(eta)
+        grad = -X.T @ ((y - mu) * r / (r + mu)) + ridge * b
+        return -ll.sum() + 0.5 * ridge * (b @ b), grad
+
+    b0 = np.clip(np.nan_to_num(np.asarray(start, dtype=float)), -max_beta, max_beta)
+    res = minimize(
+        objective, b0, jac=True, method="L-BFGS-B", bounds=[(-max_beta, max_beta)] * X.shape[1]
+    )
+    return res.x, np.exp(X @ res.x + offset), bool(res.success)
+
+
+class TrendFitError(RuntimeError):
+    """The parametric dispersion trend a0 + a1 / mean does not fit the gene-wise estimates."""
+
+
+def _gamma_deviance(y, mu):
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return -2.0 * np.sum(np.log(y / mu) - (y - mu) / mu)
+
+
+def gamma_identity_glm(x, y, start, epsilon=1e-8, maxit=25):
+    """Fit y ~ a + b x in the Gamma family with identity link by IRLS (Fisher scoring).
+
+    The iteration R's ``glm.fit`` runs for this family: weights 1 / mu^2 (the working
+    response is y itself), from ``start``, until the deviance changes by less than
+    ``epsilon`` relative to (deviance + 0.1); a step that leaves a fitted mean not positive or
+    the deviance not finite is halved back towards the previous iterate.
+    Returns ((a, b), converged).
+    """
+    x = np.asarray(x, dtype=float)
+    y = np.asarray(y, dtype=float)
+    X = np.column_stack([np.ones_like(x), x])
+    coef_old = np.asarray(start, dtype=float)
+    mu = X @ coef_old
+    if not (np.isfinite(mu).all() and (mu > 0).all()):
+        raise TrendFitError("the start of the dispersion trend fit gives a mean <= 0")
+    dev_old = _gamma_deviance(y, mu)
+    coef = coef_old
+    for _ in range(maxit):
+        w = 1.0 / mu
+        coef = np.linalg.lstsq(X * w[:, None], y * w, rcond=None)[0]
+        mu = X @ coef
+        dev = _gamma_deviance(y, mu)
+        for _ in range(maxit):
+            if np.isfinite(dev) and np.isfinite(mu).all() and (mu > 0).all():
+                break
+            coef = 0.5 * (coef + coef_old)
+            mu = X @ coef
+            dev = _gamma_deviance(y, mu)
+        else:
+            raise TrendFitError("the dispersion trend fit cannot correct its step size")
+        if abs(dev - dev_old) / (abs(dev) + 0.1) < epsilon:
+            return coef, True
+        coef_old, dev_old = coef, dev
+    return coef, False
+
+
+def parametric_dispersion_fit(means, disps, max_iter=10):
+    """DESeq2's parametric dispersion trend a0 + a1 / mean, fitted to gene-wise estimates.
+
+    As ``DESeq2::parametricDispersionFit``: from (a0, a1) = (0.1, 1), the genes whose
+    estimate is within (1e-4, 15) times the current curve are refitted by a Gamma GLM with
+    identity link on 1 / mean, started at the current coefficients; this repeats until the
+    coefficients move by less than 1e-6 in summed squared log ratio and the GLM converged.
+    ``means`` and ``disps`` are the genes DESeq2 uses (not all zero, gene-wise estimate above
+    100 x the minimum dispersion). Raises ``TrendFitError`` where DESeq2 gives up on the
+    parametric form (a coefficient <= 0, or no convergence within ``max_iter`` refits).
+    """
+    means = np.asarray(means, dtype=float)
+    disps = np.asarray(disps, dtype=float)
+    coefs = np.array([0.1, 1.0])
+    for _ in range(max_iter + 1):
+        resid = disps / (coefs[0] + coefs[1] / means)
+        good = (resid > 1e-4) & (resid < 15)
+        if good.sum() < 2:
+            raise TrendFitError("fewer than two genes near the dispersion trend")
+        old = coefs
+        coefs, converged = gamma_identity_glm(1.0 / means[good], disps[good], old)
+        if not (coefs > 0).all():
+            raise TrendFitError("parametric dispersion fit failed (a coefficient <= 0)")
+        if np.sum(np.log(coefs / old) ** 2) < 1e-6 and converged:
+            return coefs
+    raise TrendFitError("parametric dispersion fit did not converge")
+
+
+def deseq2_log_posterior(y, mu, X, disp, n_cpus=1):
+    """DESeq2's gene-wise dispersion objective at ``disp`` (one value per gene).
+
+    The form DESeq2's line search evaluates (its C++ ``log_posterior`` without prior): the
+    NB log-likelihood without the terms in y alone (log y! and y log mu are left out, which
+    moves its size, not its maximum) minus half the log-determinant of X^T W X (Cox-Reid).
+    """
+    y = np.asarray(y, dtype=float)
+    mu = np.asarray(mu, dtype=float)
+    disp = np.asarray(disp, dtype=float)
+    ops = design_ops(X)
+    out = np.empty(y.shape[1])
+
+    def run(blk):
+        a = disp[blk][None, :]
+        r = 1.0 / a
+        yb, mb = y[:, blk], mu[:, blk]
+        ll = gammaln(yb + r) - gammaln(r) - yb * np.log(mb + r) - r * np.log1p(mb * a)
+        out[blk] = ll.sum(axis=0) - 0.5 * ops.factor(mb / (1.0 + mb * a)).logdet()
+
+    blockwise(run, y.shape[1], ops.bytes_per_gene(), n_cpus)
+    return out
+
+
+def _deseq2_lp(y, mu, ops, log_alpha, prior_mean=None, prior_var=None, deriv=False):
+    """DESeq2's dispersion log posterior in log alpha (and its derivative), per gene."""
+    a = np.exp(log_alpha)[None, :]
+    r = 1.0 / a
+    ma = mu * a
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        ll = (gammaln(y + r) - gammaln(r) - y * np.log(mu + r) - r * np.log1p(ma)).sum(axis=0)
+        w = mu / (1.0 + ma)
+        fac = ops.factor(w)
+        lp = ll - 0.5 * fac.logdet()
+        if prior_var is not None:
+            lp = lp - 0.5 * (log_alpha - prior_mean) ** 2 / prior_var
+        if not deriv:
+            return lp
+        dll = (digamma(r) + np.log1p(ma) - ma / (1.0 + ma) - digamma(y + r) + y / (mu + r)).sum(
+            axis=0
+        ) * r[0] ** 2
+        dcr = 0.5 * (w * w * fac.lev()).sum(axis=0)
+        dlp = (dll + dcr) * a[0]
+        if prior_var is not None:
+            dlp = dlp - (log_alpha - prior_mean) / prior_var
+    return lp, dlp
+
+
+def dispersion_line_search(
+    y,
+    mu,
+    ops,
+    log_alpha,
+    min_log_alpha,
+    prior_mean=None,
+    prior_var=None,
+    kappa_0=1.0,
+    tol=1e-6,
+    maxit=100,
+):
+    """DESeq2's dispersion search (its C++ ``fitDisp``), vectorised over the genes of a block.
+
+    Steepest ascent of ``_deseq2_lp`` in log alpha from ``log_alpha``: a step kappa x slope
+    (log alpha kept within [-30, 10]) is accepted by the Armijo rule (1e-4) or kappa halved;
+    after an accepted step kappa grows by 1.1 (at most ``kappa_0``) and halves every fifth
+    accepted step; the search stops when the log posterior rises by less than ``tol`` or log
+    alpha falls below ``min_log_alpha``, or after ``maxit`` steps. It stops short of the
+    maximum where the likelihood is flat; DESeq2's estimates are those points.
+    Returns (log alpha, iterations, initial log posterior, last log posterior).
+    """
+    n_genes = y.shape[1]
+    la = np.array(log_alpha, dtype=float)
+    pm = None if prior_mean is None else np.asarray(prior_mean, dtype=float)
+
+    def lp_of(idx, values, deriv=False):
+        return _deseq2_lp(
+            y[:, idx], mu[:, idx], ops, values, None if pm is None else pm[idx], prior_var, deriv
+        )
+
+    everyone = np.arange(n_genes)
+    lp, dlp = lp_of(everyone, la, True)
+    lp0 = lp.copy()
+    kappa = np.full(n_genes, float(kappa_0))
+    accepted = np.zeros(n_genes, dtype=int)
+    iters = np.zeros(n_genes, dtype=int)
+    active = everyone
+    for _ in range(maxit):
+        if active.size == 0:
+            break
+        iters[active] += 1
+        a, d, k = la[active], dlp[active], kappa[active]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            prop = a + k * d
+            k = np.where(prop < -30.0, (-30.0 - a) / d, k)
+            k = np.where(prop > 10.0, (10.0 - a) / d, k)
+        # the log posterior and its slope at the proposal in one pass (DESeq2 evaluates the
+        # log posterior there twice, the same value, and the slope once more if accepted)
+        lp_prop, d_prop = lp_of(active, a + k * d, True)
+        ok = -lp_prop <= -lp[active] - k * 1e-4 * d * d
+        rejected = active[~ok]
+        kappa[rejected] = k[~ok] / 2.0
+        go_on = rejected
+        acc = active[ok]
+        if acc.size:
+            kk = k[ok]
+            accepted[acc] += 1
+            la[acc] = a[ok] + kk * d[ok]
+            lp_new = lp_prop[ok]
+            small = lp_new - lp[acc] < tol
+            low = ~small & (la[acc] < min_log_alpha)
+            # DESeq2 keeps the previous log posterior when it stops for a too small alpha
+            lp[acc] = np.where(low, lp[acc], lp_new)
+            going = ~(small | low)
+            cont = acc[going]
+            if cont.size:
+                dlp[cont] = d_prop[ok][going]
+                kc = np.minimum(kk[going] * 1.1, kappa_0)
+                kappa[cont] = np.where(accepted[cont] % 5 == 0, kc / 2.0, kc)
+            go_on = np.sort(np.concatenate([rejected, cont]))
+        active = go_on
+    return la, iters, lp0, lp
+
+
+def dispersion_grid(y, mu, ops, max_disp, prior_mean=None, prior_var=None, n_grid=20):
+    """DESeq2's grid search for dispersions (``fitDispGrid``): 20 log alphas from log(1e-8)
+    to log(max_disp), then 20 around the best; returns the best dispersion per gene."""
+    n_genes = y.shape[1]
+    grid = np.linspace(np.log(1e-8), np.log(max_disp), n_grid)
+    delta = grid[1] - grid[0]
+    every = np.arange(n_genes)
+    pm = None if prior_mean is None else np.asarray(prior_mean, dtype=float)
+
+    def best(points):  # points: n_grid x genes
+        vals = np.stack(
+            [_deseq2_lp(y, mu, ops, points[t], pm, prior_var) for t in range(points.shape[0])]
+        )
+        return points[np.nanargmax(np.where(np.isnan(vals), -np.inf, vals), axis=0), every]
+
+    a_hat = best(np.broadcast_to(grid[:, None], (n_grid, n_genes)))
+    fine = a_hat[None, :] + np.linspace(-delta, delta, n_grid)[:, None]
+    return np.exp(best(fine))
+
+
+def deseq2_genewise_dispersions(y, X, mu, alpha_init, min_disp, max_disp, maxit=100, n_cpus=1):
+    """Gene-wise dispersions as ``DESeq2::estimateDispersionsGeneEst`` computes them.
+
+    ``dispersion_line_search`` (Cox-Reid adjusted, no prior) from ``alpha_init`` (the
+    moments start, within [min_disp, max_disp]); an estimate whose log posterior is not above
+    the start's by 1e-6 of its size is replaced by the start; a gene whose search took one
+    step or ``maxit`` steps, with an estimate above 10 x ``min_disp``, gets
+    ``dispersion_grid``; all within [min_disp, max_disp]. Returns (dispersions, converged).
+    """
+    y = np.asarray(y, dtype=float)
+    mu = np.asarray(mu, dtype=float)
+    alpha_init = np.asarray(alpha_init, dtype=float)
+    ops = design_ops(X)
+
+    def run(blk):
+        yb, mb, a0 = y[:, blk], mu[:, blk], alpha_init[blk]
+        la, iters, lp0, lp1 = dispersion_line_search(
+            yb, mb, ops, np.log(a0), np.log(min_disp / 10.0), maxit=maxit
+        )
+        est = np.minimum(np.exp(la), max_disp)
+        est = np.where(lp1 < lp0 + np.abs(lp0) / 1e6, a0, est)
+        conv = (iters < maxit) & (iters != 1)
+        refit = ~conv & (est > 10.0 * min_disp)
+        if refit.any():
+            est[refit] = dispersion_grid(yb[:, refit], mb[:, refit], ops, max_disp)
+        return np.clip(est, min_disp, max_disp), conv
+
+    parts = blockwise(run, y.shape[1], ops.bytes_per_gene(), n_cpus)
+    disp, conv = zip(*parts, strict=True)
+    return np.concatenate(disp), np.concatenate(conv)
+
+
 class VectorInference(DefaultInference):
-    """pydeseq2 inference whose per-gene solvers run vectorised over blocks of genes."""
+    """pydeseq2 inference whose per-gene solvers run vectorised over blocks of genes.
+
+    With ``deseq2=True`` three rules of DESeq2 1.38 that pydeseq2 0.5.4 does not follow are
+    applied (``rhlh.de`` uses them; the default keeps pydeseq2's behaviour):
+
+    - the Wald test's weights mu / (1 + alpha mu) use the fitted means floored at ``min_mu``
+      (DESeq2's ``minmu`` 0.5, as in its IRLS); pydeseq2 passes unthresholded means, which
+      gives low-count genes standard errors that are too small;
+    - the dispersion fits use the means floored at ``min_mu``, as DESeq2 stores them
+      (pydeseq2's GLM path passes unthresholded means);
+    - gene-wise estimates (Cox-Reid, no prior) are DESeq2's (``deseq2_genewise_dispersions``)
+      instead of the maximum found by Newton's method; the MAP fit keeps Newton's method.
+    """
 
     fit_rough_dispersions = staticmethod(rough_dispersions)
+
+    def __init__(self, *args, deseq2: bool = False, min_mu: float = 0.5, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.deseq2 = deseq2
+        self.min_mu = min_mu
 
     def lin_reg_mu(self, counts, size_factors, design_matrix, min_mu):  # noqa: D102
         coef = np.linalg.lstsq(design_matrix, counts / size_factors[:, None], rcond=None)[0]
@@ -803,6 +1111,18 @@ class VectorInference(DefaultInference):
         from pydeseq2.utils import fit_alpha_mle
 
         counts = np.asarray(counts, dtype=float)
+        if self.deseq2:
+            mu = np.maximum(np.asarray(mu, dtype=float), self.min_mu)
+            if cr_reg and not prior_reg:
+                return deseq2_genewise_dispersions(
+                    counts,
+                    design_matrix,
+                    mu,
+                    np.clip(np.asarray(alpha_hat, dtype=float), min_disp, max_disp),
+                    min_disp,
+                    max_disp,
+                    n_cpus=self.n_cpus,
+                )
         disp, conv = fit_dispersions(
             counts,
             design_matrix,
@@ -843,6 +1163,8 @@ class VectorInference(DefaultInference):
         alt_hypothesis=None,
     ):
         ridge = np.diag(ridge_factor)
+        if self.deseq2:
+            mu = np.maximum(mu, self.min_mu)
         if alt_hypothesis is not None or np.any(ridge_factor != np.diag(ridge)):
             return super().wald_test(
                 design_matrix, disp, lfc, mu, ridge_factor, contrast, lfc_null, alt_hypothesis

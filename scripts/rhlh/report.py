@@ -180,7 +180,11 @@ def methods_html(
         "<h2>Differential expression</h2><p>Per-visit Wald tests against the baseline visit "
         f"({e(config.get('baseline_visit', 'D0'))}) in a design paired by patient; "
         "likelihood-ratio tests of change over time and of response-specific trajectories "
-        "with dispersions from the full model (as DESeq2).</p>",
+        "with dispersions from the full model (as DESeq2). The fits follow R DESeq2 1.38 "
+        "where pydeseq2 departs from it (standard errors from fitted means floored at 0.5, "
+        "DESeq2's parametric dispersion trend and gene-wise dispersion rules, reduced models "
+        "fitted on their own for the likelihood-ratio tests); the p-values are DESeq2's "
+        "Wald and chi-square p-values.</p>",
     ]
     if de:
         parts.append("<pre>" + e(str(de)) + "</pre>")
