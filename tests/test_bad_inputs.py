@@ -367,6 +367,39 @@ CASES = [
         ["tx2gene", "counts.tx2gene"],
     ),
     (
+        "count_beyond_int64",
+        _set_count("99999999999999999999"),
+        "counts.tsv.gz",
+        ["too large for a 64-bit integer", "row 6", "column 'P001_D14'"],
+    ),
+    (
+        "count_sample_all_zero",
+        lambda c: _edit_counts(
+            c,
+            lambda ls: [
+                "\t".join(v if i != 2 or n == 0 else "0" for i, v in enumerate(line.split("\t")))
+                for n, line in enumerate(ls)
+            ],
+        ),
+        "counts.tsv.gz",
+        ["no count at all", "sample P001_D0", "exclude_samples"],
+    ),
+    (
+        "count_matrix_all_zero",
+        lambda c: _edit_counts(
+            c,
+            lambda ls: (
+                [ls[0]]
+                + [
+                    "\t".join(line.split("\t")[:2] + ["0"] * (len(line.split("\t")) - 2))
+                    for line in ls[1:]
+                ]
+            ),
+        ),
+        "counts.tsv.gz",
+        ["no count at all (every value is 0)"],
+    ),
+    (
         "h5ad_without_sample_id",
         lambda c: _h5ad_cells_without_sample_id(c),
         "counts.h5ad",
@@ -474,3 +507,14 @@ def test_code_like_column_is_passed_through_never_run(cohort_copy, tmp_path, mon
     cohort = validate_cohort(_config(cohort_copy))
     assert name in cohort.samples.columns
     assert not (tmp_path / "PWNED").exists()
+
+
+def test_config_baseline_and_excluded_samples_are_checked(cohort_copy):
+    cfg = _config(cohort_copy) | {"baseline_visit": "D1"}
+    with pytest.raises(InputError, match="baseline_visit 'D1' is not one of the visits"):
+        validate_cohort(cfg)
+    cfg = _config(cohort_copy)
+    cfg["expression"] = dict(cfg["expression"], exclude_samples=["P999_D0"])
+    with pytest.raises(InputError, match="sample to exclude is not in the counts") as err:
+        validate_cohort(cfg)
+    assert "P999_D0" in str(err.value)

@@ -279,6 +279,16 @@ def read_count_table(
     if not all(np.issubdtype(dt, np.number) for dt in values.dtypes):
         _locate_bad_cell(path, values, sample_cols, gene_ids, hint)
     arr = values.to_numpy(dtype=np.float64)
+    huge = np.isfinite(arr) & (arr >= 2.0**63)
+    if huge.any():
+        r, c = (int(x[0]) for x in np.nonzero(huge))
+        raise InputError(
+            path,
+            "count too large for a 64-bit integer (a corrupted or mis-scaled matrix?)",
+            row=int(frame.index[r]),
+            column=sample_cols[c],
+            value=values.iloc[r, c],
+        )
     if estimator:
         bad = ~np.isfinite(arr) | (arr < 0)
         if bad.any():

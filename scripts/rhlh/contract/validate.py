@@ -397,6 +397,14 @@ def validate_cohort(config: dict, base=".", read_counts_fn=None) -> Cohort:
 
     paths = resolve_inputs(config, base)
     visits = config["visits"]
+    baseline = config.get("baseline_visit", "D0")
+    if baseline not in visits:
+        raise InputError(
+            "config",
+            f"baseline_visit {baseline!r} is not one of the visits ({', '.join(visits)})",
+            column="baseline_visit",
+            value=baseline,
+        )
     samples = read_samples(paths["samples"], visits)
     patients = read_patients(paths["patients"])
     _check_known(
@@ -433,6 +441,7 @@ def validate_cohort(config: dict, base=".", read_counts_fn=None) -> Cohort:
     extra_counts, extra_sheet = check_sample_match(
         paths["counts"], paths["samples"], counts["samples"], samples, mismatch
     )
+    _check_count_samples(paths["counts"], counts, config)
     warnings = list(counts.get("notes") or [])
     if extra_counts or extra_sheet:
         warnings.append(
@@ -453,7 +462,6 @@ def validate_cohort(config: dict, base=".", read_counts_fn=None) -> Cohort:
     cytokines = parse_cytokines(
         cyto_raw, file=paths["cytokines"], duplicates=_cytokine_duplicates(config)
     )
-    baseline = config.get("baseline_visit", "D0")
     no_base = sorted(
         set(samples["patient_id"]) - set(samples.loc[samples["visit"] == baseline, "patient_id"])
     )
@@ -474,6 +482,33 @@ def validate_cohort(config: dict, base=".", read_counts_fn=None) -> Cohort:
         dropped_samples=extra_counts + extra_sheet,
         warnings=warnings,
     )
+
+
+def _check_count_samples(path, counts: dict, config: dict) -> None:
+    """Up-front checks of the count matrix: not empty, no sample without any count (unless it
+    is excluded in the config), every excluded sample known."""
+    matrix = counts["counts"]
+    samples = [str(s) for s in counts["samples"]]
+    if matrix.size == 0 or not matrix.any():
+        raise InputError(path, "the count matrix holds no count at all (every value is 0)")
+    excluded = [str(s) for s in ((config.get("expression") or {}).get("exclude_samples") or [])]
+    unknown = [s for s in excluded if s not in set(samples)]
+    if unknown:
+        raise InputError(
+            "config",
+            f"sample to exclude is not in the counts file {Path(path).name}",
+            column="expression.exclude_samples",
+            value=unknown[0],
+        )
+    empty = [s for s, total in zip(samples, matrix.sum(axis=1), strict=True) if total == 0]
+    empty = [s for s in empty if s not in set(excluded)]
+    if empty:
+        raise InputError(
+            path,
+            f"sample has no count at all ({len(empty)} such sample(s)): a failed library; "
+            "leave it out with expression.exclude_samples in the config",
+            column=f"sample {empty[0]}",
+        )
 
 
 def _cytokine_duplicates(config) -> str:
