@@ -21,9 +21,18 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-PROFILES = REPO / "workflow" / "profiles"
+PROFILES = REPO / "profiles"
 # what a working copy of the workflow needs (results, .snakemake and .venv stay behind)
-WORKFLOW_FILES = ("Snakefile", "workflow", "scripts", "config", "resources", "envs", "example")
+WORKFLOW_FILES = (
+    "Snakefile",
+    "workflow",
+    "profiles",
+    "scripts",
+    "config",
+    "resources",
+    "envs",
+    "example",
+)
 
 
 def load_profile(name: str) -> dict:

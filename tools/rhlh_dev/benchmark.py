@@ -942,7 +942,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--seed", type=int, default=2024)
     ap.add_argument(
         "--profile",
-        default=str(REPO / "workflow" / "profiles" / "default"),
+        default=str(REPO / "profiles" / "default"),
         help="snakemake workflow profile ('' for none)",
     )
     ap.add_argument("--no-r", dest="r", action="store_false", help="skip the R DESeq2 timing")
