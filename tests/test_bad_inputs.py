@@ -408,6 +408,384 @@ CASES = [
 ]
 
 
+def _trailing_tab_every_line(name):
+    def fn(c):
+        p = c / name
+        p.write_text("".join(line + "\t\n" for line in p.read_text().splitlines()))
+
+    return fn
+
+
+def _trailing_tab_on_line(name, k):
+    def fn(c):
+        lines = (c / name).read_text().splitlines()
+        lines[k] += "\t"
+        (c / name).write_text("\n".join(lines) + "\n")
+
+    return fn
+
+
+def _latin1_centre(c):
+    p = c / "patients.tsv"
+    text = p.read_text().replace("\tC3\t", "\tH\u00f4pital Necker \u00e9\t", 1)
+    p.write_bytes(text.encode("latin-1"))
+
+
+def _symlink(name, target):
+    def fn(c):
+        (c / name).unlink()
+        (c / name).symlink_to(target)
+
+    return fn
+
+
+def _symlink_loop(c):
+    (c / "samples.tsv").unlink()
+    (c / "samples.tsv").symlink_to(c / "samples.tsv")
+
+
+def _dir_instead(name):
+    def fn(c):
+        (c / name).unlink()
+        (c / name).mkdir()
+        (c / name / "part1.tsv").write_text("x\n")
+
+    return fn
+
+
+def _remove_cohort(c):
+    import shutil
+
+    shutil.rmtree(c)
+
+
+def _cohort_is_file(c):
+    import shutil
+
+    shutil.rmtree(c)
+    c.write_text("samples\n")
+
+
+def _replace_col(name, col, row, value):
+    """Set one cell (file row ``row``, header = 1) of a table."""
+
+    def fn(c):
+        lines = (c / name).read_text().splitlines()
+        header = lines[0].split("\t")
+        cells = lines[row - 1].split("\t")
+        cells[header.index(col)] = value
+        lines[row - 1] = "\t".join(cells)
+        (c / name).write_text("\n".join(lines) + "\n")
+
+    return fn
+
+
+def _row_of(name, col, value):
+    lines = (REPO / "example" / "cohort" / name).read_text().splitlines()
+    k = lines[0].split("\t").index(col)
+    return next(i for i, ln in enumerate(lines, start=1) if ln.split("\t")[k] == value)
+
+
+def _hsct_row(name):
+    """File row of the first row of ``name`` for patient P002 (HSCT on day 51)."""
+    lines = (REPO / "example" / "cohort" / name).read_text().splitlines()
+    return next(i for i, ln in enumerate(lines, start=1) if ln.startswith("P002"))
+
+
+PLAUS_ERROR = {
+    "plausibility": {"visit_day": "error", "visit_day_tolerance": 3, "after_hsct": "error"}
+}
+P001_D7 = _row_of("samples.tsv", "sample_id", "P001_D7")
+
+CASES += [
+    (
+        "samples_trailing_tab_every_line",
+        _trailing_tab_every_line("samples.tsv"),
+        "samples.tsv",
+        ["trailing delimiter", "row 1", "column '#6 (empty name)'"],
+    ),
+    (
+        "patients_trailing_tab_header_only",
+        _trailing_tab_on_line("patients.tsv", 0),
+        "patients.tsv",
+        ["header ends with an empty column name", "row 1"],
+    ),
+    (
+        "samples_trailing_tab_one_row",
+        _trailing_tab_on_line("samples.tsv", 4),
+        "samples.tsv",
+        ["trailing delimiter", "row 5", "column '#6 (empty)'", "6 fields"],
+    ),
+    (
+        "header_empty_column_name",
+        lambda c: _edit(c / "samples.tsv", "\tday\t", "\t\t"),
+        "samples.tsv",
+        ["empty column name", "row 1", "column '#4'"],
+    ),
+    (
+        "patients_latin1_centre",
+        _latin1_centre,
+        "patients.tsv",
+        ["not UTF-8", "row 3", "column 'centre'", "0xF4", "Latin-1", "UTF-8"],
+    ),
+    (
+        "responses_utf16",
+        lambda c: (c / "responses.tsv").write_bytes(
+            (c / "responses.tsv").read_text().encode("utf-16")
+        ),
+        "responses.tsv",
+        ["UTF-16", "UTF-8"],
+    ),
+    (
+        "samples_gzip_without_gz",
+        lambda c: (c / "samples.tsv").write_bytes(gzip.compress((c / "samples.tsv").read_bytes())),
+        "samples.tsv",
+        ["gzip-compressed", ".gz"],
+    ),
+    (
+        "samples_is_a_folder",
+        _dir_instead("samples.tsv"),
+        "samples.tsv",
+        ["is a folder, not a file"],
+    ),
+    (
+        "cytokines_is_a_folder",
+        _dir_instead("cytokines.tsv"),
+        "cytokines.tsv",
+        ["is a folder, not a file"],
+    ),
+    (
+        "patients_dangling_symlink",
+        _symlink("patients.tsv", "/nonexistent/patients.tsv"),
+        "patients.tsv",
+        ["symbolic link whose target does not exist", "/nonexistent/patients.tsv"],
+    ),
+    (
+        "counts_dangling_symlink",
+        _symlink("counts.tsv.gz", "../elsewhere/counts.tsv.gz"),
+        "counts.tsv.gz",
+        ["symbolic link whose target does not exist"],
+    ),
+    (
+        "samples_symlink_loop",
+        _symlink_loop,
+        "samples.tsv",
+        ["loop of links"],
+    ),
+    (
+        "cohort_folder_missing",
+        _remove_cohort,
+        "cohort",
+        ["cohort folder does not exist"],
+    ),
+    (
+        "cohort_is_a_file",
+        _cohort_is_file,
+        "cohort",
+        ["must name a folder"],
+    ),
+    (
+        "response_visit_d56_not_w8",
+        lambda c: _edit(c / "responses.tsv", "\tW8\t", "\tD56\t"),
+        "responses.tsv",
+        ["unknown response visit", "column 'visit'", "'D56'", "W8"],
+    ),
+    (
+        "response_day_fraction",
+        lambda c: _edit(c / "responses.tsv", "\tD14\t14\t", "\tD14\t14.5\t"),
+        "responses.tsv",
+        ["whole number", "column 'day'", "'14.5'"],
+    ),
+    (
+        "samples_day_empty",
+        _replace_col("samples.tsv", "day", 3, ""),
+        "samples.tsv",
+        ["whole number", "row 3", "column 'day'"],
+    ),
+    (
+        "patients_death_day_fraction",
+        lambda c: _edit(c / "patients.tsv", "P001\t40\t\t40\t", "P001\t40\t\t40.5\t"),
+        "patients.tsv",
+        ["whole number", "row 2", "column 'death_day'", "'40.5'"],
+    ),
+    (
+        "pk_day_text",
+        _replace_col("pk.tsv", "day", 3, "day7"),
+        "pk.tsv",
+        ["whole number", "row 3", "column 'day'", "'day7'"],
+    ),
+    (
+        "events_day_text",
+        _replace_col("events.tsv", "day", 2, "d18"),
+        "events.tsv",
+        ["whole number", "row 2", "column 'day'", "'d18'"],
+    ),
+    (
+        "events_grade_text",
+        _replace_col("events.tsv", "grade", 2, "G2"),
+        "events.tsv",
+        ["integer", "row 2", "column 'grade'", "'G2'"],
+    ),
+    (
+        "pk_unknown_visit",
+        _replace_col("pk.tsv", "visit", 3, "D99"),
+        "pk.tsv",
+        ["unknown PK visit", "row 3", "column 'visit'", "'D99'"],
+    ),
+    (
+        "pk_unit_not_convertible",
+        _replace_col("pk.tsv", "unit", 3, "IU/mL"),
+        "pk.tsv",
+        ["unknown concentration unit", "row 3", "column 'unit'", "'IU/mL'"],
+    ),
+    (
+        "pk_unit_mass_only",
+        _replace_col("pk.tsv", "unit", 4, "mg"),
+        "pk.tsv",
+        ["unknown concentration unit", "row 4", "column 'unit'", "'mg'"],
+    ),
+    (
+        "pk_unit_empty",
+        _replace_col("pk.tsv", "unit", 5, ""),
+        "pk.tsv",
+        ["empty unit", "row 5", "column 'unit'"],
+    ),
+    (
+        "pk_concentration_text",
+        _replace_col("pk.tsv", "concentration", 3, "high"),
+        "pk.tsv",
+        ["unparseable concentration", "row 3", "column 'concentration'", "'high'"],
+    ),
+    (
+        "pk_lloq_text",
+        _replace_col("pk.tsv", "lloq", 3, "half"),
+        "pk.tsv",
+        ["expected a number", "row 3", "column 'lloq'", "'half'"],
+    ),
+    (
+        "pk_unknown_patient",
+        _replace_col("pk.tsv", "patient_id", 3, "P777"),
+        "pk.tsv",
+        ["patient not found", "row 3", "column 'patient_id'", "'P777'"],
+    ),
+    (
+        "events_unknown_patient",
+        _replace_col("events.tsv", "patient_id", 2, "P777"),
+        "events.tsv",
+        ["patient not found", "row 2", "column 'patient_id'", "'P777'"],
+    ),
+    (
+        "samples_empty_patient_id",
+        _replace_col("samples.tsv", "patient_id", 2, ""),
+        "samples.tsv",
+        ["empty value", "row 2", "column 'patient_id'"],
+    ),
+    (
+        "patients_age_text",
+        _replace_col("patients.tsv", "age_months", 2, "7y"),
+        "patients.tsv",
+        ["expected a number", "row 2", "column 'age_months'", "'7y'"],
+    ),
+    (
+        "responses_missing_column",
+        lambda c: _edit(c / "responses.tsv", "\tresponse\n", "\toutcome\n"),
+        "responses.tsv",
+        ["required column missing", "column 'response'"],
+    ),
+    (
+        "cytokine_lloq_above_uloq",
+        _replace_col("cytokines.tsv", "lloq", 2, "20000"),
+        "cytokines.tsv",
+        ["lower limit of quantification above the upper one", "row 2", "column 'lloq'"],
+    ),
+    (
+        "cytokine_lloq_text",
+        _replace_col("cytokines.tsv", "lloq", 3, "low"),
+        "cytokines.tsv",
+        ["lloq must be a non-negative number", "row 3", "column 'lloq'", "'low'"],
+    ),
+    (
+        "cytokine_empty_analyte",
+        _replace_col("cytokines.tsv", "analyte", 4, ""),
+        "cytokines.tsv",
+        ["empty analyte name", "row 4", "column 'analyte'"],
+    ),
+    (
+        "sample_d7_at_day_30",
+        _replace_col("samples.tsv", "day", P001_D7, "30"),
+        "samples.tsv",
+        ["labelled D7 is dated day 30", f"row {P001_D7}", "column 'day'", "plausibility.visit_day"],
+        PLAUS_ERROR,
+    ),
+    (
+        "sample_d0_at_day_minus_30",
+        _replace_col("samples.tsv", "day", 2, "-30"),
+        "samples.tsv",
+        ["labelled D0 is dated day -30", "row 2", "column 'day'"],
+        PLAUS_ERROR,
+    ),
+    (
+        "response_d28_at_day_3",
+        lambda c: _edit(c / "responses.tsv", "\tD28\t28\t", "\tD28\t3\t"),
+        "responses.tsv",
+        ["labelled D28 is dated day 3", "column 'day'", "row "],
+        PLAUS_ERROR,
+    ),
+    (
+        "pk_d7_at_day_40",
+        lambda c: _edit(c / "pk.tsv", "P001\t7\tD7\tplasma", "P001\t40\tD7\tplasma"),
+        "pk.tsv",
+        ["PK draw labelled D7 is dated day 40", "row 3", "column 'day'"],
+        PLAUS_ERROR,
+    ),
+    (
+        "pk_precond8_far_from_conditioning",
+        lambda c: _edit(c / "pk.tsv", "P002\t36\tPRECOND8", "P002\t20\tPRECOND8"),
+        "pk.tsv",
+        ["labelled PRECOND8 is dated day 20", "planned day 36", "column 'day'"],
+        PLAUS_ERROR,
+    ),
+    (
+        "sample_after_hsct",
+        _append("samples.tsv", "P002_D56\tP002\tD56\t56\tB1"),
+        "samples.tsv",
+        ["sample after the patient's HSCT", "hsct_day 51", "column 'day'", "row "],
+        {"plausibility": {"visit_day": "off", "after_hsct": "error"}},
+    ),
+    (
+        "response_after_hsct",
+        _append("responses.tsv", "P002\tW8\t56\tCR"),
+        "responses.tsv",
+        ["response after the patient's HSCT", "hsct_day 51", "column 'day'", "row "],
+        {"plausibility": {"visit_day": "off", "after_hsct": "error"}},
+    ),
+]
+
+# defects of a whole file (format, encoding, a folder or a broken link): no row or column
+WHOLE_FILE = {
+    "empty_counts",
+    "counts_not_gzip",
+    "empty_samples",
+    "samples_header_only",
+    "patients_empty",
+    "ambiguous_samples_tsv_and_csv",
+    "ambiguous_counts_tsv_and_h5ad",
+    "counts_transposed",
+    "counts_nfcore_tpm_table",
+    "counts_quant_folder_without_tx2gene",
+    "count_matrix_all_zero",
+    "responses_utf16",
+    "samples_gzip_without_gz",
+    "samples_is_a_folder",
+    "cytokines_is_a_folder",
+    "patients_dangling_symlink",
+    "counts_dangling_symlink",
+    "samples_symlink_loop",
+    "cohort_folder_missing",
+    "cohort_is_a_file",
+}
+
+
 def _apply(case_id, cohort):
     mutate = {c[0]: c[1] for c in CASES}[case_id]
     mutate(cohort)
@@ -422,14 +800,22 @@ def _config(cohort: Path) -> dict:
 
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
 def test_defect_is_reported(cohort_copy, case):
-    case_id, mutate, fname, needles = case
+    case_id, mutate, fname, needles = case[:4]
+    overrides = case[4] if len(case) > 4 else {}
     mutate(cohort_copy)
     with pytest.raises(InputError) as err:
-        validate_cohort(_config(cohort_copy))
+        validate_cohort(_config(cohort_copy) | overrides)
     msg = str(err.value)
     assert fname in msg, msg
     for n in needles:
         assert n in msg, (n, msg)
+    # the message names where: a row (or sample / gene) or a column, unless the whole file is bad
+    if case_id not in WHOLE_FILE:
+        assert err.value.row is not None or err.value.column is not None, msg
+
+
+def test_corpus_size():
+    assert len(CASES) >= 80 and len({c[0] for c in CASES}) == len(CASES)
 
 
 def test_crlf_bom_sheet_is_accepted(cohort_copy):

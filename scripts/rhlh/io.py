@@ -65,22 +65,73 @@ def _delimiter(path) -> str:
 def read_text(path) -> str:
     """Whole file as text: gunzips by extension, strips a UTF-8 BOM, checks it is not empty."""
     path = Path(path)
-    if not path.exists():
-        raise InputError(path, "file does not exist")
+    check_file(path)
     raw = path.read_bytes()
     if str(path).lower().endswith(".gz"):
         try:
             raw = gzip.decompress(raw)
         except (OSError, EOFError) as exc:
             raise InputError(path, f"not a valid gzip file ({exc})") from None
+    elif raw[:2] == b"\x1f\x8b":
+        raise InputError(
+            path,
+            "gzip-compressed data in a file whose name does not end in .gz: "
+            "add .gz to the name, or decompress it (gunzip)",
+        )
+    if raw[:2] in (b"\xff\xfe", b"\xfe\xff") or (len(raw) > 1 and b"\x00" in raw[:200]):
+        raise InputError(
+            path,
+            "UTF-16 text (as Excel's 'Unicode text' export writes): save it as UTF-8 "
+            "(Excel: 'CSV UTF-8'; or iconv -f UTF-16 -t UTF-8)",
+        )
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise InputError(path, f"not UTF-8 text (byte {exc.start})") from None
+        raise _not_utf8(path, raw, exc) from None
     text = text.lstrip("\ufeff")
     if not text.strip():
         raise InputError(path, "file is empty")
     return text
+
+
+def check_file(path) -> None:
+    """InputError unless ``path`` is a readable file: names a folder, a dangling link or a
+    link loop for what it is."""
+    path = Path(path)
+    if path.is_symlink() and not path.exists():
+        try:
+            target = os.readlink(path)
+        except OSError:
+            target = "?"
+        raise InputError(
+            path,
+            f"symbolic link whose target does not exist, or a loop of links (points to {target})",
+        )
+    if not path.exists():
+        raise InputError(path, "file does not exist")
+    if path.is_dir():
+        raise InputError(path, "is a folder, not a file: give the table file itself")
+
+
+def _not_utf8(path, raw: bytes, exc: UnicodeDecodeError) -> InputError:
+    """The message for a file that is not UTF-8: line, column name and byte, and what to do."""
+    pos = exc.start
+    line_no = raw.count(b"\n", 0, pos) + 1
+    start = raw.rfind(b"\n", 0, pos) + 1
+    sep = _delimiter(path).encode()
+    field = raw[start:pos].count(sep)
+    header = raw.split(b"\n", 1)[0].decode("latin-1").rstrip("\r").split(sep.decode())
+    column = header[field].strip().lstrip("\ufeff") if field < len(header) else f"#{field + 1}"
+    end = raw.find(b"\n", pos)
+    cell = raw[start : end if end >= 0 else len(raw)].split(sep)[field].decode("latin-1")
+    return InputError(
+        path,
+        f"not UTF-8 text: byte 0x{raw[pos]:02X} at byte {pos} of the file (read as Latin-1 / "
+        f"Windows-1252 this cell is {cell.strip()!r}); save the file as UTF-8 (Excel: "
+        "'CSV UTF-8'; or iconv -f latin1 -t utf-8)",
+        row=line_no,
+        column=column,
+    )
 
 
 def read_table(path, required=(), dtype=str) -> pd.DataFrame:
@@ -94,6 +145,17 @@ def read_table(path, required=(), dtype=str) -> pd.DataFrame:
             path, "the header has a single column: expected tab-separated values", row=1
         )
     header = [h.strip().strip('"') for h in header]
+    if "" in header:
+        k = len(header) - 1 - header[::-1].index("")
+        if k == len(header) - 1:
+            raise InputError(
+                path,
+                "the header ends with an empty column name: a trailing delimiter at the end "
+                "of the lines (a spreadsheet export often writes one); remove it",
+                row=1,
+                column=f"#{k + 1} (empty name)",
+            )
+        raise InputError(path, "empty column name in the header", row=1, column=f"#{k + 1}")
     dup = {h for h in header if header.count(h) > 1}
     if dup:
         raise InputError(path, "duplicated column name in the header", row=1, column=sorted(dup)[0])
@@ -107,10 +169,17 @@ def read_table(path, required=(), dtype=str) -> pd.DataFrame:
             continue
         n = len(line.split(sep)) if '"' not in line else None
         if n is not None and n != len(header):
+            trailing = n == len(header) + 1 and line.endswith(sep)
             raise InputError(
                 path,
-                f"row has {n} fields but the header has {len(header)} (truncated file?)",
+                f"row has {n} fields but the header has {len(header)}"
+                + (
+                    ": the line ends with a trailing delimiter; remove it"
+                    if trailing
+                    else " (truncated file?)"
+                ),
                 row=i,
+                column=f"#{n} (empty)" if trailing else None,
             )
     try:
         df = pd.read_csv(

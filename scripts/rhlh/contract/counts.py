@@ -541,6 +541,17 @@ def read_counts(
             f"spreadsheet made of gene symbols (SEPT7 -> 7-Sep, MARCH1 -> 1-Mar): {rows}; they "
             "match no gene set; fix them at the source"
         )
+    names = pd.Series(out["var"]["gene_name"].astype(str).to_numpy())
+    shared = names[names.duplicated(keep=False)]
+    if len(shared):
+        listed = ", ".join(
+            f"{n} (genes {', '.join(str(i + 1) for i in shared.index[shared == n][:4])})"
+            for n in sorted(set(shared))[:10]
+        )
+        out["notes"].append(
+            f"{Path(path).name}: {shared.nunique()} gene names are shared by several gene ids: "
+            f"{listed}; DE keeps them apart, signature scores sum their counts"
+        )
     return out
 
 

@@ -232,6 +232,14 @@ def parse_cytokines(table, file="cytokines.tsv", duplicates="mean"):
                     column=col,
                     value=text,
                 ) from None
+        if limits["lloq"] > limits["uloq"]:
+            raise InputError(
+                file,
+                f"lower limit of quantification above the upper one (uloq {r.get('uloq')})",
+                row=row,
+                column="lloq",
+                value=r.get("lloq"),
+            )
         rec = {
             "sample_id": r["sample_id"],
             "analyte": analyte,

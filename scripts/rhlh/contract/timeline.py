@@ -196,3 +196,96 @@ def check_clinical_consistency(
                 column="reactivation_day",
                 value=fmt_day(r["reactivation_day"]),
             )
+
+
+# --- plausibility ---------------------------------------------------------------------------
+
+# each check: its config key, and what a finding says; severity per check in the config's
+# ``plausibility`` section: "error" stops validation, "warn" lists it in inputs/warnings.tsv
+# and the validation log, "off" skips it
+PLAUSIBILITY_CHECKS = ("visit_day", "after_hsct")
+SEVERITIES = ("error", "warn", "off")
+FINDING_COLUMNS = ["check", "severity", "file", "row", "column", "value", "message"]
+
+
+def protocol_day(visit: str, conditioning_day=None) -> float:
+    """The planned day of a visit label: D<n> -> n, W<n> -> 7 n, PRECOND<n> -> n days before
+    conditioning (when it is known); NaN when the label has no planned day."""
+    v = str(visit).strip().upper()
+    for prefix, scale in (("D", 1), ("W", 7)):
+        if v.startswith(prefix) and v[1:].lstrip("-").isdigit():
+            return float(int(v[1:]) * scale)
+    if v.startswith("PRECOND") and v[7:].isdigit() and pd.notna(conditioning_day):
+        return float(conditioning_day) - int(v[7:])
+    return float("nan")
+
+
+def plausibility_findings(
+    tables: dict, patients: pd.DataFrame, settings: dict | None = None
+) -> list[dict]:
+    """Implausible but possible timelines of samples, responses and PK rows.
+
+    ``tables``: {name: (file, frame with patient_id, visit, day)}; ``settings``: the config's
+    ``plausibility`` section (severity per check, ``visit_day_tolerance`` in days). Returns one
+    dict per finding (FINDING_COLUMNS), in file and row order; checks set to "off" give none.
+    """
+    settings = settings or {}
+    tolerance = settings.get("visit_day_tolerance", 3)
+    p = patient_days(patients).set_index("patient_id")
+    out = []
+    for name, (file, df) in tables.items():
+        if df is None or not len(df):
+            continue
+        what = {"samples": "sample", "responses": "response", "pk": "PK draw"}.get(name, name)
+        for row, r in df.iterrows():
+            k = p.loc[r["patient_id"]] if r["patient_id"] in p.index else None
+            day = float(r["day"]) if pd.notna(r["day"]) else float("nan")
+            if np.isnan(day) or k is None:
+                continue
+            cond = k["conditioning_day"]
+            planned = protocol_day(r["visit"], cond)
+            if pd.notna(planned) and abs(day - planned) > tolerance:
+                out.append(
+                    {
+                        "check": "visit_day",
+                        "file": str(file),
+                        "row": int(row),
+                        "column": "day",
+                        "value": fmt_day(day),
+                        "message": f"{what} labelled {r['visit']} is dated day {fmt_day(day)}, "
+                        f"{fmt_day(abs(day - planned))} days from its planned day "
+                        f"{fmt_day(planned)} (tolerance {tolerance} days: "
+                        "plausibility.visit_day_tolerance)",
+                    }
+                )
+            if pd.notna(k["hsct_day"]) and day > k["hsct_day"]:
+                out.append(
+                    {
+                        "check": "after_hsct",
+                        "file": str(file),
+                        "row": int(row),
+                        "column": "day",
+                        "value": fmt_day(day),
+                        "message": f"{what} after the patient's HSCT (hsct_day "
+                        f"{fmt_day(k['hsct_day'])}): not on ruxolitinib treatment any more",
+                    }
+                )
+    for f in out:
+        f["severity"] = settings.get(f["check"], "warn")
+    return [f for f in out if f["severity"] != "off"]
+
+
+def apply_severity(findings: list[dict]) -> list[str]:
+    """Raise InputError on the first finding whose severity is "error"; the warnings as text."""
+    for f in findings:
+        if f["severity"] == "error":
+            raise InputError(
+                f["file"],
+                f["message"] + f" (plausibility.{f['check']}: error)",
+                row=f["row"],
+                column=f["column"],
+                value=f["value"],
+            )
+    return [
+        f"{f['file']}, row {f['row']}, column '{f['column']}': {f['message']}" for f in findings
+    ]

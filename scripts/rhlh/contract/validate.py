@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from rhlh.errors import InputError
-from rhlh.io import read_table
+from rhlh.io import check_file, read_table
 
 log = logging.getLogger("rhlh")
 
@@ -67,11 +67,24 @@ def resolve_inputs(config: dict, base: Path | str = ".") -> dict[str, str | None
     cohort = config.get("cohort")
     explicit = config.get("inputs") or {}
     paths = {}
+    if cohort and not all(explicit.get(t) for t in REQUIRED_INPUTS):
+        folder = base / cohort
+        if not folder.exists():
+            raise InputError(
+                folder,
+                "the cohort folder does not exist (check 'cohort' in the config or "
+                "--config cohort=...; a relative path is read from the workflow folder)",
+            )
+        if not folder.is_dir():
+            raise InputError(folder, "'cohort' must name a folder, this is a file")
     for table, names in COHORT_FILES.items():
         path = explicit.get(table)
         if not path and cohort:
             folder = base / cohort
-            found = [folder / n for n in names if (folder / n).exists()]
+            # a dangling link is found too, so that the message names it
+            found = [
+                folder / n for n in names if (folder / n).exists() or (folder / n).is_symlink()
+            ]
             if len(found) > 1 and all(f.name in NFCORE_COUNTS[:3] for f in found):
                 log.info("%s: several nf-core tables, %s is read", folder, found[0].name)
                 found = found[:1]
@@ -100,8 +113,15 @@ def resolve_inputs(config: dict, base: Path | str = ".") -> dict[str, str | None
             f" or set inputs.{missing[0]} in the config)",
         )
     for table, path in paths.items():
-        if path and not Path(path).exists():
+        if not path:
+            continue
+        p = Path(path)
+        if p.is_symlink() and not p.exists():
+            check_file(p)
+        if not p.exists():
             raise InputError(path, f"{table} file does not exist")
+        if table != "counts" and p.is_dir():
+            check_file(p)
     return paths
 
 
@@ -300,19 +320,74 @@ def read_responses(path, patients: pd.DataFrame, patients_path) -> pd.DataFrame:
     return df
 
 
-def read_pk(path, patients, patients_path) -> pd.DataFrame:
-    """pk.tsv: ruxolitinib concentrations; concentrations keep their raw text for parsing."""
+PK_UNIT = "ng/mL"
+# ruxolitinib free base, C17H18N6: converts a molar concentration to a mass concentration
+RUXOLITINIB_G_PER_MOL = 306.37
+PK_EXTRA_VISITS = ("PRECOND8", "PRECOND1", "W8")
+
+
+def pk_unit_factor(unit) -> float:
+    """Factor converting a ruxolitinib concentration in ``unit`` to ng/mL; ValueError if the
+    unit is unknown. Mass units as for cytokines; nmol/L (nM) and umol/L (uM) through the molar
+    mass of ruxolitinib (306.37 g/mol: 1 nmol/L = 0.30637 ng/mL)."""
+    from rhlh.contract.lab import _UNIT_FACTORS, _normalise_unit
+
+    key = _normalise_unit(unit)
+    molar = {"nmol/l": 1e-3, "nm": 1e-3, "pmol/l": 1e-6, "umol/l": 1.0, "um": 1.0}
+    if key in molar:
+        return molar[key] * RUXOLITINIB_G_PER_MOL
+    if key in _UNIT_FACTORS:
+        return _UNIT_FACTORS[key] / 1e3
+    raise ValueError(
+        "unknown concentration unit: expected ng/mL (or ug/L, ng/L, pg/mL, ug/mL, mg/L, "
+        "or nmol/L, converted with the molar mass of ruxolitinib, 306.37 g/mol)"
+    )
+
+
+def _convert_reading(text, factor):
+    """A concentration text (number or censored reading) multiplied by ``factor``."""
+    from rhlh.contract.lab import parse_value
+
+    value, censor, _bound = parse_value(text)
+    if factor == 1.0 or value is None or np.isnan(value):
+        return text
+    prefix = {"left": "<", "right": ">"}.get(censor, "")
+    return prefix + format(value * factor, ".10g")
+
+
+def read_pk(path, patients, patients_path, visits=None) -> pd.DataFrame:
+    """pk.tsv: ruxolitinib concentrations, converted to ng/mL (the ``unit`` column then says
+    ng/mL; the lloq too); concentrations keep their text form (censored readings) for parsing."""
     df = read_table(
         path, required=["patient_id", "day", "visit", "matrix", "concentration", "unit"]
     )
+    _no_rows(path, df)
+    _check_ids(path, df, "patient_id")
     _check_known(
         path, df, "patient_id", set(patients["patient_id"]), "patient", Path(patients_path).name
     )
     df["day"] = _to_int(path, df, "day")
+    if visits is not None:
+        allowed = list(visits) + [v for v in PK_EXTRA_VISITS if v not in visits]
+        _check_enum(path, df, "visit", allowed, "PK visit (not a protocol visit)")
     _check_enum(path, df, "matrix", PK_MATRICES, "matrix")
     if "lloq" in df.columns:
         df["lloq"] = _to_number(path, df, "lloq", positive=True)
     from rhlh.contract.lab import parse_value
+
+    factors = []
+    for row, u in df["unit"].items():
+        if u == "":
+            raise InputError(
+                path,
+                f"empty unit: the concentration unit is required ({PK_UNIT})",
+                row=row,
+                column="unit",
+            )
+        try:
+            factors.append(pk_unit_factor(u))
+        except ValueError as exc:
+            raise InputError(path, str(exc), row=row, column="unit", value=u) from None
 
     for row, v in df["concentration"].items():
         try:
@@ -325,6 +400,24 @@ def read_pk(path, patients, patients_path) -> pd.DataFrame:
             raise InputError(
                 path, "negative concentration", row=row, column="concentration", value=v
             )
+    factor = pd.Series(factors, index=df.index)
+    convert = factor != 1.0
+    if convert.any():
+        df.loc[convert, "concentration"] = [
+            _convert_reading(v, f)
+            for v, f in zip(df.loc[convert, "concentration"], factor[convert], strict=True)
+        ]
+        if "lloq" in df.columns:
+            df["lloq"] = df["lloq"] * factor
+        units = sorted(set(df.loc[convert, "unit"]))
+        log.info(
+            "%s: %d concentrations converted to %s from %s",
+            Path(path).name,
+            int(convert.sum()),
+            PK_UNIT,
+            ", ".join(units),
+        )
+    df["unit"] = PK_UNIT
     return df
 
 
@@ -431,8 +524,13 @@ def validate_cohort(config: dict, base=".", read_counts_fn=None) -> Cohort:
                 column="day",
                 value=int(r["day"]),
             )
-    pk = read_pk(paths["pk"], patients, paths["patients"]) if paths["pk"] else None
+    pk = read_pk(paths["pk"], patients, paths["patients"], visits) if paths["pk"] else None
     events = read_events(paths["events"], patients, paths["patients"]) if paths["events"] else None
+    from rhlh.contract.timeline import apply_severity
+
+    timeline_warnings = apply_severity(
+        plausibility(paths, config, samples, patients, responses, pk)
+    )
 
     counts = (read_counts_fn or read_counts)(
         paths["counts"], sample_ids=list(samples["sample_id"]), **(config.get("counts") or {})
@@ -442,7 +540,7 @@ def validate_cohort(config: dict, base=".", read_counts_fn=None) -> Cohort:
         paths["counts"], paths["samples"], counts["samples"], samples, mismatch
     )
     _check_count_samples(paths["counts"], counts, config)
-    warnings = list(counts.get("notes") or [])
+    warnings = list(counts.get("notes") or []) + timeline_warnings
     if extra_counts or extra_sheet:
         warnings.append(
             f"dropped {len(extra_counts)} count samples missing from the sheet "
@@ -482,6 +580,38 @@ def validate_cohort(config: dict, base=".", read_counts_fn=None) -> Cohort:
         dropped_samples=extra_counts + extra_sheet,
         warnings=warnings,
     )
+
+
+def plausibility(paths, config, samples, patients, responses, pk) -> list[dict]:
+    """Findings of the timeline plausibility checks (rhlh.contract.timeline), with the
+    severity the config's ``plausibility`` section gives each check."""
+    from rhlh.contract.timeline import plausibility_findings
+
+    tables = {
+        "samples": (paths["samples"], samples),
+        "responses": (paths["responses"], responses),
+        "pk": (paths.get("pk"), pk),
+    }
+    return plausibility_findings(tables, patients, config.get("plausibility") or {})
+
+
+def plausibility_table(paths: dict, config: dict) -> pd.DataFrame:
+    """The warnings of the plausibility checks as a table (inputs/warnings.tsv): one row per
+    finding, columns FINDING_COLUMNS; the inputs are read as validation reads them."""
+    from rhlh.contract.timeline import FINDING_COLUMNS
+
+    samples = read_samples(paths["samples"], config["visits"])
+    patients = read_patients(paths["patients"])
+    responses = read_responses(paths["responses"], patients, paths["patients"])
+    pk = (
+        read_pk(paths["pk"], patients, paths["patients"], config["visits"])
+        if paths.get("pk")
+        else None
+    )
+    findings = plausibility(paths, config, samples, patients, responses, pk)
+    df = pd.DataFrame(findings, columns=FINDING_COLUMNS)
+    df["file"] = [Path(f).name for f in df["file"]]
+    return df
 
 
 def _check_count_samples(path, counts: dict, config: dict) -> None:
@@ -544,7 +674,7 @@ def clean_table(table: str, paths: dict, config: dict) -> pd.DataFrame:
     if table == "responses":
         return read_responses(paths["responses"], patients, paths["patients"])
     if table == "pk":
-        return read_pk(paths["pk"], patients, paths["patients"])
+        return read_pk(paths["pk"], patients, paths["patients"], config["visits"])
     if table == "events":
         return read_events(paths["events"], patients, paths["patients"])
     if table == "cytokines":
