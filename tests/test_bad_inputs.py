@@ -904,3 +904,111 @@ def test_config_baseline_and_excluded_samples_are_checked(cohort_copy):
     with pytest.raises(InputError, match="sample to exclude is not in the counts") as err:
         validate_cohort(cfg)
     assert "P999_D0" in str(err.value)
+
+
+# --- accepted, with the right result -----------------------------------------------------------
+
+ODD_IDS = {"P001": "NA", "P002": "0012", "P003": "1e5", "P004": "TRUE", "P005": "NULL"}
+
+
+def _rename_patients(cohort: Path, mapping: dict):
+    for p in cohort.iterdir():
+        if p.name.endswith(".gz"):
+            text = gzip.decompress(p.read_bytes()).decode()
+        else:
+            text = p.read_text()
+        for old, new in mapping.items():
+            text = text.replace(old, new)
+        if p.name.endswith(".gz"):
+            p.write_bytes(gzip.compress(text.encode()))
+        else:
+            p.write_text(text)
+
+
+def test_identifiers_stay_text_through_validated_copies(cohort_copy, tmp_path):
+    from rhlh.contract.validate import clean_table, resolve_inputs
+    from rhlh.io import write_tsv
+    from rhlh.tables import read_patients, read_samples, read_validated
+
+    _rename_patients(cohort_copy, ODD_IDS)
+    cfg = _config(cohort_copy)
+    cohort = validate_cohort(cfg)
+    assert set(ODD_IDS.values()) <= set(cohort.patients["patient_id"])
+    assert "NA_D0" in set(cohort.samples["sample_id"])
+    paths = resolve_inputs(cfg)
+    for table in ("samples", "patients", "responses", "pk", "events"):
+        out = tmp_path / f"{table}.tsv"
+        write_tsv(clean_table(table, paths, cfg), out)
+        ids = set(read_validated(out)["patient_id"])
+        assert set(ODD_IDS.values()) <= ids, (table, sorted(ids)[:8])
+    assert set(ODD_IDS.values()) <= set(read_patients(tmp_path / "patients.tsv")["patient_id"])
+    samples = read_samples(tmp_path / "samples.tsv")
+    assert samples["patient_id"].notna().all()
+    assert "0012" in set(samples["patient_id"]) and "NA" in set(samples["patient_id"])
+
+
+def test_pk_units_converted_to_ng_per_ml(cohort_copy):
+    from rhlh.contract.validate import RUXOLITINIB_G_PER_MOL, read_patients, read_pk
+
+    p = cohort_copy / "pk.tsv"
+    lines = p.read_text().splitlines()
+    # row 2: <0.5 ng/mL with lloq 0.5; row 3: 34.60 ng/mL
+    lines[1] = lines[1].replace("<0.5\tng/mL\t0.5", "<500\tpg/mL\t500")
+    lines[2] = lines[2].replace("34.60\tng/mL", "34600\tng/L")
+    lines[3] = lines[3].split("\t")
+    lines[3][4], lines[3][5] = "100", "nmol/L"
+    lines[3] = "\t".join(lines[3])
+    lines[4] = lines[4].replace("\tng/mL\t", "\tµg/L\t")
+    p.write_text("\n".join(lines) + "\n")
+    patients = read_patients(cohort_copy / "patients.tsv")
+    pk = read_pk(
+        p,
+        patients,
+        cohort_copy / "patients.tsv",
+        ["D0", "D7", "D14"] + [f"D{d}" for d in range(21, 57, 7)],
+    )
+    assert set(pk["unit"]) == {"ng/mL"}
+    assert pk.at[2, "concentration"] == "<0.5" and pk.at[2, "lloq"] == 0.5
+    assert pk.at[3, "concentration"] == "34.6"
+    assert float(pk.at[4, "concentration"]) == pytest.approx(100 * RUXOLITINIB_G_PER_MOL / 1e3)
+    original = (REPO / "example" / "cohort" / "pk.tsv").read_text().splitlines()[4].split("\t")
+    assert pk.at[5, "concentration"] == original[4]  # ug/L = ng/mL: text unchanged
+
+
+def test_duplicated_gene_names_are_listed(cohort_copy):
+    def dup_name(lines):
+        cells = lines[2].split("\t")
+        cells[1] = lines[1].split("\t")[1]
+        lines[2] = "\t".join(cells)
+        return lines
+
+    _edit_counts(cohort_copy, dup_name)
+    first = gzip.decompress((cohort_copy / "counts.tsv.gz").read_bytes()).decode()
+    name = first.splitlines()[1].split("\t")[1]
+    cohort = validate_cohort(_config(cohort_copy))
+    notes = [w for w in cohort.warnings if "shared by several gene ids" in w]
+    assert notes and f"{name} (genes 1, 2)" in notes[0], cohort.warnings
+
+
+def test_plausibility_warnings_are_collected(cohort_copy):
+    from rhlh.contract.validate import plausibility_table, resolve_inputs
+
+    _replace_col("samples.tsv", "day", P001_D7, "30")(cohort_copy)
+    _edit(cohort_copy / "pk.tsv", "P001\t7\tD7\tplasma", "P001\t40\tD7\tplasma")
+    cfg = _config(cohort_copy)
+    assert cfg["plausibility"]["visit_day"] == "warn"
+    cohort = validate_cohort(cfg)
+    found = [w for w in cohort.warnings if "labelled D7" in w]
+    assert len(found) == 2 and f"row {P001_D7}" in found[0], cohort.warnings
+    table = plausibility_table(resolve_inputs(cfg), cfg)
+    assert list(table["file"]) == ["samples.tsv", "pk.tsv"]
+    assert list(table["severity"]) == ["warn", "warn"] and set(table["check"]) == {"visit_day"}
+    cfg["plausibility"] = dict(cfg["plausibility"], visit_day="off")
+    assert validate_cohort(cfg).warnings == [w for w in cohort.warnings if w not in found]
+
+
+def test_example_has_no_plausibility_warning():
+    from rhlh.contract.validate import plausibility_table, resolve_inputs
+
+    cfg = _config(REPO / "example" / "cohort")
+    assert plausibility_table(resolve_inputs(cfg), cfg).empty
