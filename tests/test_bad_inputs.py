@@ -1012,3 +1012,28 @@ def test_example_has_no_plausibility_warning():
 
     cfg = _config(REPO / "example" / "cohort")
     assert plausibility_table(resolve_inputs(cfg), cfg).empty
+
+
+def test_formula_cells_are_quoted_in_validated_copies(cohort_copy, tmp_path):
+    import pandas as pd
+
+    from rhlh.contract.validate import clean_table, resolve_inputs
+    from rhlh.io import formula_safe, write_tsv
+    from rhlh.tables import read_validated
+
+    _edit(cohort_copy / "patients.tsv", "\tC3\t", "\t=cmd|' /C calc'!A0\t")
+    _edit(cohort_copy / "patients.tsv", "\tSTXBP2", "\t@SUM(A1)")
+    cfg = _config(cohort_copy)
+    validate_cohort(cfg)
+    df = clean_table("patients", resolve_inputs(cfg), cfg)
+    out = tmp_path / "patients.tsv"
+    write_tsv(formula_safe(df), out)
+    back = read_validated(out, numeric=("age_months",))
+    assert "'=cmd|' /C calc'!A0" in set(back["centre"])
+    assert "'@SUM(A1)" in set(back["genotype"])
+    assert not back["centre"].str.match(r"^[=+@]").any()
+    # numbers, negative numbers as text and identifiers are left alone
+    frame = formula_safe(
+        pd.DataFrame({"patient_id": ["-P1"], "x": ["-5"], "y": ["-abc"], "z": [-3.0]})
+    )
+    assert frame.iloc[0].tolist() == ["-P1", "-5", "'-abc", -3.0]

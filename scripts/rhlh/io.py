@@ -209,6 +209,29 @@ def atomic_path(path, suffix=".tmp"):
     return Path(tmp)
 
 
+# a cell a spreadsheet would run as a formula: '=', '+', '@' first, or '-' and a letter
+_FORMULA_START = re.compile(r"^(?:[=+@]|-[A-Za-z])")
+# identifiers join tables: never rewritten (the contract lets none start like a formula
+# but for '-' and a letter, which a spreadsheet does not run when no '(' follows)
+_NOT_GUARDED = ("sample_id", "patient_id", "visit")
+
+
+def formula_safe(df: pd.DataFrame, keep=_NOT_GUARDED) -> pd.DataFrame:
+    """A copy of ``df`` in which every text cell a spreadsheet would take for a formula
+    (``=cmd|...``, ``+1``, ``@SUM``, ``-A1``) starts with a ``'``, so that the file can be opened
+    in Excel or LibreOffice safely; numbers and the identifier columns ``keep`` are left alone.
+    Used for the tables built from user input (inputs/validated/)."""
+    out = df.copy()
+    for col in out.columns:
+        if col in keep or not (out[col].dtype == object or pd.api.types.is_string_dtype(out[col])):
+            continue
+        text = out[col].astype(str)
+        hit = out[col].map(lambda v: isinstance(v, str)) & text.str.match(_FORMULA_START)
+        if hit.any():
+            out.loc[hit, col] = "'" + text[hit]
+    return out
+
+
 def write_tsv(df: pd.DataFrame, path, index=False) -> None:
     """Write a TSV deterministically and atomically (temp file, then rename)."""
     tmp = atomic_path(path)
