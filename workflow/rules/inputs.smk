@@ -101,6 +101,30 @@ rule input_summary:
         "../../scripts/inputs_summary.py"
 
 
-TARGETS["inputs"] = [res("inputs/summary.tsv")] + expand(
+rule validation_warnings:
+    input:
+        tables=[
+            INPUTS[t] for t in ("samples", "patients", "responses", "pk") if INPUTS[t]
+        ],
+    output:
+        res("inputs/warnings.tsv"),
+    log:
+        logp("validation_warnings"),
+    benchmark:
+        bench("validation_warnings")
+    conda:
+        "../../envs/rhlh.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    params:
+        config={"visits": config["visits"], "plausibility": config["plausibility"]},
+        inputs=INPUTS,
+    script:
+        "../../scripts/inputs_warnings.py"
+
+
+TARGETS["inputs"] = [res("inputs/summary.tsv"), res("inputs/warnings.tsv")] + expand(
     res("inputs/validated/{table}.tsv"), table=TABLES
 )
