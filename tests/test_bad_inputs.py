@@ -761,6 +761,45 @@ CASES += [
     ),
 ]
 
+
+def _keep_patients(*keep):
+    """Cut the cohort down to the patients ``keep`` (every table and the counts)."""
+
+    def fn(c):
+        for p in c.glob("*.tsv"):
+            lines = p.read_text().splitlines()
+            p.write_text("\n".join(lines[:1] + [ln for ln in lines[1:] if ln.startswith(keep)]))
+            p.write_text(p.read_text() + "\n")
+
+        def cols(lines):
+            head = lines[0].split("\t")
+            idx = [i for i, h in enumerate(head) if i < 2 or h.startswith(keep)]
+            return ["\t".join(line.split("\t")[i] for i in idx) for line in lines]
+
+        _edit_counts(c, cols)
+
+    return fn
+
+
+CASES += [
+    (
+        "one_patient_cohort",
+        _keep_patients("P002"),
+        "samples.tsv",
+        [
+            "baseline visit D0 has samples with counts of only 1 patient(s)",
+            "column 'visit'",
+            "de.min_patients_per_visit",
+        ],
+    ),
+    (
+        "two_patient_cohort",
+        _keep_patients("P002", "P003"),
+        "samples.tsv",
+        ["only 2 patient(s)", "row 2"],
+    ),
+]
+
 # defects of a whole file (format, encoding, a folder or a broken link): no row or column
 WHOLE_FILE = {
     "empty_counts",
@@ -1037,3 +1076,27 @@ def test_formula_cells_are_quoted_in_validated_copies(cohort_copy, tmp_path):
         pd.DataFrame({"patient_id": ["-P1"], "x": ["-5"], "y": ["-abc"], "z": [-3.0]})
     )
     assert frame.iloc[0].tolist() == ["-P1", "-5", "'-abc", -3.0]
+
+
+def test_signature_models_of_one_patient_are_an_empty_table(caplog):
+    import pandas as pd
+
+    from rhlh.signatures.models import fit_signature_models
+
+    scores = pd.DataFrame(
+        {
+            "sample_id": ["S0", "S7"],
+            "patient_id": ["P1", "P1"],
+            "visit": ["D0", "D7"],
+            "signature": ["IFNG", "IFNG"],
+            "method": ["zscore", "zscore"],
+            "score": [0.1, 0.5],
+        }
+    )
+    responders = pd.DataFrame(
+        {"patient_id": ["P1"], "responder": [True], "response_class": ["CR"], "reason": [""]}
+    )
+    with caplog.at_level("WARNING", logger="rhlh"):
+        out = fit_signature_models(scores, responders, ["D0", "D7"], methods=("zscore",), n_boot=5)
+    assert out.empty and {"signature", "score_method"} <= set(out.columns)
+    assert "no mixed model fitted" in caplog.text

@@ -540,6 +540,7 @@ def validate_cohort(config: dict, base=".", read_counts_fn=None) -> Cohort:
         paths["counts"], paths["samples"], counts["samples"], samples, mismatch
     )
     _check_count_samples(paths["counts"], counts, config)
+    _check_baseline_patients(paths["samples"], samples, counts["samples"], config, baseline)
     warnings = list(counts.get("notes") or []) + timeline_warnings
     if extra_counts or extra_sheet:
         warnings.append(
@@ -612,6 +613,29 @@ def plausibility_table(paths: dict, config: dict) -> pd.DataFrame:
     df = pd.DataFrame(findings, columns=FINDING_COLUMNS)
     df["file"] = [Path(f).name for f in df["file"]]
     return df
+
+
+def _check_baseline_patients(path, samples, count_samples, config, baseline) -> None:
+    """The DE designs compare every visit with the baseline: too few patients with a baseline
+    sample that has counts (a one-patient cohort) stops validation, not the DE job."""
+    need = (config.get("de") or {}).get("min_patients_per_visit")
+    if not need:
+        return
+    excluded = {str(s) for s in ((config.get("expression") or {}).get("exclude_samples") or [])}
+    have = {str(s) for s in count_samples} - excluded
+    base = samples[(samples["visit"] == baseline) & samples["sample_id"].isin(have)]
+    n = base["patient_id"].nunique()
+    if n < need:
+        rows = samples.index[samples["visit"] == baseline]
+        raise InputError(
+            path,
+            f"the baseline visit {baseline} has samples with counts of only {n} patient(s); "
+            f"the DE designs need at least {need} (de.min_patients_per_visit): deliver more "
+            "patients, or lower de.min_patients_per_visit",
+            row=int(rows[0]) if len(rows) else None,
+            column="visit",
+            value=baseline,
+        )
 
 
 def _check_count_samples(path, counts: dict, config: dict) -> None:

@@ -34,6 +34,13 @@ def _with_responders(scores, responders, methods):
 
 
 def _split_feature(df, method_col="method"):
+    if df.empty:
+        # nothing could be fitted (too few patients): the columns, no rows
+        df = df.copy()
+        for k, col in enumerate(("signature", method_col)):
+            if col not in df.columns:
+                df.insert(k, col, pd.Series(dtype=object))
+        return df
     parts = df["feature"].str.rsplit("__", n=1, expand=True)
     df.insert(0, "signature", parts[0])
     df.insert(1, method_col, parts[1])
@@ -77,6 +84,12 @@ def fit_signature_models(
         min_patients=min_patients,
         interaction_test=interaction_test,
     )
+    if res.empty:
+        log.warning(
+            "no mixed model fitted: no visit has %d patients (signatures.min_patients) in each "
+            "response group; the table is left empty",
+            min_patients,
+        )
     return _split_feature(res, method_col="score_method")
 
 
