@@ -897,6 +897,11 @@ CLI_CASES = [
     "unknown_patient",
     "bad_response",
     "empty_counts",
+    "samples_trailing_tab_every_line",
+    "patients_latin1_centre",
+    "samples_is_a_folder",
+    "cohort_folder_missing",
+    "one_patient_cohort",
 ]
 
 
@@ -907,6 +912,7 @@ def test_cli_stops_before_analysis(tmp_path, cohort_copy, case_id):
     r = run_workflow(tmp_path, config={"cohort": "cohort", "results": "results"})
     assert r.returncode != 0
     assert "Invalid input" in r.stderr and fname in r.stderr, r.stderr[-2000:]
+    assert "Traceback" not in r.stderr, r.stderr[-2000:]
     left = files_under(tmp_path / "results")
     assert left and all(f.startswith("logs/") for f in left), left
 
