@@ -107,7 +107,11 @@ rule validation_warnings:
             INPUTS[t] for t in ("samples", "patients", "responses", "pk") if INPUTS[t]
         ],
     output:
-        res("inputs/warnings.tsv"),
+        report(
+            res("inputs/warnings.tsv"),
+            caption="../report/inputs_warnings.rst",
+            category="0. Summary",
+        ),
     log:
         logp("validation_warnings"),
     benchmark:
