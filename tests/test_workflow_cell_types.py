@@ -79,6 +79,7 @@ def test_sparse_cell_type_does_not_stop_the_run(tmp_path):
         "results/de/Rare/lrt_time.tsv",
         "results/de/Gone/visit/D14_vs_D0.tsv",
         "results/de/cell_types_skipped.tsv",
+        "results/signatures/cell_types/scores.tsv",
     ]
     r = run_workflow(
         tmp_path,
@@ -115,3 +116,12 @@ def test_sparse_cell_type_does_not_stop_the_run(tmp_path):
     assert "not tested" in log
     dropped = pd.read_csv(res / "de/Rare/dropped_samples.tsv", sep="\t")
     assert dropped["reason"].str.startswith("cell type not tested").all()
+    # signature scores on each cell type's pseudobulk: every kept profile, every cell type
+    scores = tables.read_cell_type_scores(res / "signatures/cell_types/scores.tsv")
+    assert list(scores.columns) == tables.CELL_TYPE_SCORE_COLUMNS
+    by_ct = ad.read_h5ad(res / "inputs/validated/counts_by_cell_type.h5ad")
+    obs = by_ct.obs.astype({"cell_type": str, "sample_id": str})
+    profiles = set(zip(obs["cell_type"], obs["sample_id"], strict=True))
+    assert set(zip(scores["cell_type"], scores["sample_id"], strict=True)) == profiles
+    assert set(scores["cell_type"]) == {"T", "NK", "Rare"}
+    assert scores.loc[scores["method"] == "ulm", "score"].notna().all()

@@ -44,10 +44,13 @@ DE_LRT_COLUMNS = [
 # de/cell_types_skipped.tsv: the designs a cell type's pseudobulk could not estimate
 DE_SKIPPED_COLUMNS = ["cell_type", "design", "n_samples", "n_patients", "reason"]
 SCORE_COLUMNS = ["sample_id", "patient_id", "visit", "day", "signature", "method", "score"]
+# signatures/cell_types/scores.tsv: the same scores on each cell type's pseudobulk
+CELL_TYPE_SCORE_COLUMNS = ["cell_type", *SCORE_COLUMNS]
 
 _TEXT = {
     "responders": RESPONDER_COLUMNS,
     "scores": ["sample_id", "patient_id", "visit"],
+    "cell_type_scores": ["cell_type", "sample_id", "patient_id", "visit"],
     "cytokine_values": ["sample_id", "patient_id", "visit", "censor", "plate"],
     "cytokine_change": ["sample_id", "patient_id", "visit"],
     "de": ["gene_id", "gene_name", "signature_genes", "reason"],
@@ -188,6 +191,11 @@ def read_composition(path) -> pd.DataFrame:
 def read_scores(path) -> pd.DataFrame:
     """signatures/scores.tsv (long): sample_id, patient_id, visit, day, signature, method, score."""
     return _read(path, text=_TEXT["scores"], na_text=True)
+
+
+def read_cell_type_scores(path) -> pd.DataFrame:
+    """signatures/cell_types/scores.tsv (long): cell_type, then the columns of read_scores."""
+    return _read(path, text=_TEXT["cell_type_scores"], na_text=True)
 
 
 def read_missing_genes(path) -> pd.DataFrame:

@@ -49,6 +49,37 @@ rule signatures_score:
         "../../scripts/signatures_score.py"
 
 
+# single-cell input with cell types: the same scores on each cell type's pseudobulk
+rule signatures_score_cell_types:
+    input:
+        counts=res("inputs/validated/counts_by_cell_type.h5ad"),
+        gmt=SIG_GMT,
+    output:
+        scores=report(
+            res("signatures/cell_types/scores.tsv"),
+            caption="../report/signatures_cell_type_scores.rst",
+            category="Signatures",
+        ),
+    log:
+        logp("signatures_score_cell_types"),
+    benchmark:
+        bench("signatures_score_cell_types")
+    conda:
+        "../../envs/signatures.yaml"
+    threads: 1
+    resources:
+        mem_mb=lambda wc, attempt: 4000 * attempt,
+        runtime=30,
+    params:
+        methods=SIG["methods"],
+        min_genes=SIG["min_genes"],
+        short_max=SIG["short_max"],
+        aucell_top=SIG["aucell_top"],
+        exclude_samples=config["expression"]["exclude_samples"],
+    script:
+        "../../scripts/signatures_score_cell_types.py"
+
+
 rule signatures_models:
     input:
         scores=res("signatures/scores.tsv"),
@@ -162,3 +193,5 @@ TARGETS["signatures"] = (
         res("signatures/figures/change_heatmap.png"),
     ]
 )
+if HAS_CELL_TYPES and "signatures" not in STAGES_OFF:
+    TARGETS["signatures_cell_types"] = [res("signatures/cell_types/scores.tsv")]
