@@ -80,6 +80,8 @@ def test_sparse_cell_type_does_not_stop_the_run(tmp_path):
         "results/de/Gone/visit/D14_vs_D0.tsv",
         "results/de/cell_types_skipped.tsv",
         "results/signatures/cell_types/scores.tsv",
+        "results/signatures/cell_types/T/enrichment.tsv",
+        "results/signatures/cell_types/Rare/enrichment.tsv",
     ]
     r = run_workflow(
         tmp_path,
@@ -125,3 +127,9 @@ def test_sparse_cell_type_does_not_stop_the_run(tmp_path):
     assert set(zip(scores["cell_type"], scores["sample_id"], strict=True)) == profiles
     assert set(scores["cell_type"]) == {"T", "NK", "Rare"}
     assert scores.loc[scores["method"] == "ulm", "score"].notna().all()
+    # competitive tests on each cell type's DE tables; none on the untested ones
+    enr = pd.read_csv(res / "signatures/cell_types/T/enrichment.tsv", sep="\t")
+    assert {"lrt_time", "D14_vs_D0"} <= set(enr["contrast"])
+    assert enr["pvalue"].between(0, 1).all()
+    rare = pd.read_csv(res / "signatures/cell_types/Rare/enrichment.tsv", sep="\t")
+    assert rare.empty
