@@ -103,10 +103,13 @@ for spec in parse_design_specs(p.designs, source="config (de.designs)"):
             source="config (de.designs)",
             outlier_cache=outlier_cache,
         )
-    except InputError as exc:
-        if cell_type is None:  # bulk: a design the data cannot fit stops the run
+    except ValueError as exc:
+        # InputError (too few patients at baseline, no residual degrees of freedom, ...) or a
+        # fit that sparse counts defeat (no dispersion trend): bulk stops, a cell type is
+        # listed as not tested with the reason
+        if cell_type is None:
             raise
-        skip_design(spec, exc.detail)
+        skip_design(spec, exc.detail if isinstance(exc, InputError) else str(exc))
         continue
     for key, table in result.wald.items():
         path = paths.get(f"{spec.id}/{key}")
