@@ -7,9 +7,10 @@ from threadpoolctl import threadpool_limits
 from rhlh import de, de_data
 from rhlh.contract.genesets import read_gmt
 from rhlh.design import parse_design_specs
+from rhlh.errors import InputError
 from rhlh.io import write_tsv
 from rhlh.logs import setup_logging
-from rhlh.tables import read_responders
+from rhlh.tables import DE_SKIPPED_COLUMNS, read_responders
 
 sm = snakemake  # noqa: F821
 log = setup_logging(sm)
@@ -31,6 +32,7 @@ log.info(
     int((~keep).sum()),
     p.min_total_count,
 )
+all_genes = counts.index  # the genes of a table without statistics when nothing is tested
 counts = counts[keep]
 responders = read_responders(sm.input.responders)
 samples = de_data.with_responders(samples, responders)
@@ -53,29 +55,62 @@ if unknown:
     log.warning("visits not in config visits are left out: %s", ", ".join(unknown))
     samples = samples[samples["visit"].isin(p.visits)]
 
-outliers, dropped = [], []
+
+def skip_design(spec, reason):
+    """A cell type too sparse for this design: every table of the design written without
+    statistics (with the reason), its samples listed as dropped, the design in skipped."""
+    log.warning("cell type %s, design %s: not tested: %s", cell_type, spec.id, reason)
+    genes = counts.index if len(counts) else all_genes
+    for key in de_data.contrast_ids(spec, p.visits, p.baseline):
+        if f"{spec.id}/{key}" in paths:
+            table = de_data.unestimable_table(genes, names, p.shrink, gene_sets, reason)
+            write_tsv(table, paths[f"{spec.id}/{key}"])
+    for key in spec.reduced:
+        table = de_data.untested_lrt_table(genes, names, gene_sets, reason)
+        write_tsv(table, paths[f"lrt_{key}"])
+    ids = samples["sample_id"].astype(str).to_numpy()
+    reason_text = f"cell type not tested: {reason}"
+    dropped.append(pd.DataFrame({"sample_id": ids, "reason": reason_text, "design": spec.id}))
+    skipped.append(de_data.skipped_row(cell_type, spec.id, samples, reason))
+
+
+outliers, dropped, skipped = [], [], []
 outlier_cache = {}  # designs on the same samples share one outlier scan
+# per cell type, a pseudobulk too sparse after cell QC skips the design, not the run
+untestable = None if cell_type is None else de_data.cell_type_untestable(counts, samples)
 for spec in parse_design_specs(p.designs, source="config (de.designs)"):
     spec.exclude_samples = list(spec.exclude_samples) + [str(s) for s in p.exclude_samples]
     log.info("design %s: %s", spec.id, spec.formula)
-    result = de.run_design(
-        counts,
-        samples,
-        spec,
-        levels=levels,
-        reference=reference,
-        baseline=p.baseline,
-        gene_names=names,
-        gene_sets=gene_sets,
-        alpha=p.alpha,
-        shrink=p.shrink,
-        outlier_handling=p.outlier_handling,
-        outlier_score=p.outlier_score,
-        min_patients_per_visit=p.min_patients_per_visit,
-        n_cpus=sm.threads,
-        source="config (de.designs)",
-        outlier_cache=outlier_cache,
-    )
+    if untestable is not None:
+        skip_design(spec, untestable)
+        continue
+    try:
+        result = de.run_design(
+            counts,
+            samples,
+            spec,
+            levels=levels,
+            reference=reference,
+            baseline=p.baseline,
+            gene_names=names,
+            gene_sets=gene_sets,
+            alpha=p.alpha,
+            shrink=p.shrink,
+            outlier_handling=p.outlier_handling,
+            outlier_score=p.outlier_score,
+            min_patients_per_visit=p.min_patients_per_visit,
+            n_cpus=sm.threads,
+            source="config (de.designs)",
+            outlier_cache=outlier_cache,
+        )
+    except ValueError as exc:
+        # InputError (too few patients at baseline, no residual degrees of freedom, ...) or a
+        # fit that sparse counts defeat (no dispersion trend): bulk stops, a cell type is
+        # listed as not tested with the reason
+        if cell_type is None:
+            raise
+        skip_design(spec, exc.detail if isinstance(exc, InputError) else str(exc))
+        continue
     for key, table in result.wald.items():
         path = paths.get(f"{spec.id}/{key}")
         if path is None:
@@ -109,9 +144,13 @@ for spec in parse_design_specs(p.designs, source="config (de.designs)"):
     outliers.append(result.outliers.assign(design=spec.id))
     dropped.append(result.dropped_samples.assign(design=spec.id))
 
-out = pd.concat(outliers, ignore_index=True)
-out = out[["design", "gene_id", "sample_id", "count", "expected", "score", "replaced"]]
+out_columns = ["design", "gene_id", "sample_id", "count", "expected", "score", "replaced"]
+# every design skipped (a cell type too sparse): a header only
+out = pd.concat(outliers, ignore_index=True) if outliers else pd.DataFrame(columns=out_columns)
+out = out[out_columns]
 write_tsv(out.sort_values(["design", "gene_id", "sample_id"]), sm.output.outliers)
 drop = pd.concat(dropped, ignore_index=True)[["design", "sample_id", "reason"]]
 write_tsv(drop.sort_values(["design", "sample_id"]), sm.output.dropped)
+if "skipped" in sm.output.keys():
+    write_tsv(pd.DataFrame(skipped, columns=DE_SKIPPED_COLUMNS), sm.output.skipped)
 log.info("done: %d outlier counts, %d dropped design samples", len(out), len(drop))

@@ -6,6 +6,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from rhlh import tables
 from rhlh.io import file_stem, file_stems
 from rhlh_dev.simulate import simulate_cohort, write_cohort
 
@@ -86,6 +87,10 @@ def test_hostile_names_through_every_stage(tmp_path):
         "results/signatures/figures/spaghetti",
         "results/de/T/lrt_time.tsv",
         "results/de/NK_cells_CD56/lrt_time.tsv",
+        "results/de/cell_types_skipped.tsv",
+        "results/signatures/cell_types/scores.tsv",
+        "results/signatures/cell_types/T/enrichment.tsv",
+        "results/signatures/cell_types/NK_cells_CD56/enrichment.tsv",
     ]
     before = sorted(os.listdir(tmp_path))
     r = run_workflow(
@@ -111,3 +116,6 @@ def test_hostile_names_through_every_stage(tmp_path):
     assert "cytokines/figures/spaghetti/sIL-2R_sCD25.png" in spaghetti
     sig = [p for p in written if p.startswith("signatures/figures/spaghetti/")]
     assert "signatures/figures/spaghetti/PWNED_sig.png" in sig
+    # per cell type: files by stem, the names as given inside the tables
+    scores = tables.read_cell_type_scores(work / "results/signatures/cell_types/scores.tsv")
+    assert set(scores["cell_type"]) == set(cells)

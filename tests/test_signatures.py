@@ -636,3 +636,35 @@ def test_competitive_skips_a_contrast_without_statistics():
     few = de.assign(stat=np.where(np.arange(300) < 2, 1.0, np.nan))
     with pytest.raises(InputError, match="fewer than 3 genes"):
         enr.competitive_tests({"D7_vs_D0": few}, sets, n_perm=100, seed=0)
+
+
+def test_score_cell_types_scores_each_cell_type_on_its_own():
+    counts, samples, genes = _simulate(n_patients=4, n_genes=200)
+    sets = {"IFN": genes[:20], "BIG": genes[20:90]}
+    x = counts[samples["sample_id"]].to_numpy().T  # samples x genes
+    # two cell types: T = the counts, NK = the counts with the IFN genes quartered
+    nk = x.copy()
+    nk[:, :20] = nk[:, :20] // 4
+    var = counts[["gene_id", "gene_name"]].set_index("gene_id", drop=False)
+    var.index.name = None
+    obs = pd.concat([samples.assign(cell_type="T"), samples.assign(cell_type="NK")])
+    obs.index = [f"{s}|{c}" for s, c in zip(obs["sample_id"], obs["cell_type"], strict=True)]
+    by_ct = ad.AnnData(X=np.vstack([x, nk]).astype(float), obs=obs, var=var)
+    by_ct.layers["counts"] = by_ct.X.copy()
+    excluded = samples["sample_id"].iloc[0]
+    out = sco.score_cell_types(by_ct, sets, exclude_samples=[excluded], min_genes=3)
+    assert list(out.columns) == ["cell_type", *SCORE_COLUMNS]
+    assert set(out["cell_type"]) == {"T", "NK"}
+    assert excluded not in set(out["sample_id"])
+    keep = (samples["sample_id"] != excluded).to_numpy()
+    for cell_type, mat in (("T", x), ("NK", nk)):
+        table = counts[["gene_id", "gene_name"]].copy()
+        for sid, row in zip(samples["sample_id"][keep], mat[keep], strict=True):
+            table[sid] = row
+        expected, _ = sco.score_signatures(table, sets, samples[keep], min_genes=3)
+        got = out[out["cell_type"] == cell_type].drop(columns="cell_type")
+        pd.testing.assert_frame_equal(got.reset_index(drop=True), expected)
+    # the quartered IFN genes score lower in NK than in T
+    ulm = out[(out["signature"] == "IFN") & (out["method"] == "ulm")]
+    wide = ulm.pivot(index="sample_id", columns="cell_type", values="score")
+    assert (wide["NK"] < wide["T"]).all()

@@ -77,3 +77,43 @@ def test_contrast_ids():
         ]
     )[0]
     assert de_data.contrast_ids(spec, ["D0", "D7", "D14"], "D0") == ["D7_vs_D0", "D14_vs_D0"]
+
+
+def test_untested_cell_type_tables_carry_the_reason(tmp_path):
+    gene_ids = pd.Index(["G1", "G2", "G3"], name="gene_id")
+    names = pd.Series(["STAT1", "", "IRF1"], index=gene_ids)
+    sets = {"IFNG_SET": ["STAT1", "IRF1"]}
+    why = "baseline visit D0 has samples of only 2 patient(s) (min_patients_per_visit=3)"
+    wald = de_data.unestimable_table(gene_ids, names, True, sets, reason=why)
+    assert list(wald.columns) == [*tables.DE_WALD_COLUMNS, "reason"]
+    lrt = de_data.untested_lrt_table(gene_ids, names, sets, why)
+    assert list(lrt.columns) == [*tables.DE_LRT_COLUMNS, "reason"]
+    for name, table in (("wald.tsv", wald), ("lrt.tsv", lrt)):
+        back = tables.read_de_table(_write(tmp_path, name, table))
+        assert back["gene_id"].tolist() == ["G1", "G2", "G3"]
+        assert back["pvalue"].isna().all() and back["stat"].isna().all()
+        assert (back["reason"] == why).all()
+        assert back["signature_genes"].tolist() == ["IFNG_SET", "", "IFNG_SET"]
+    # without a reason, the table of an unestimable contrast is unchanged (no reason column)
+    plain = de_data.unestimable_table(gene_ids, names, True, sets)
+    assert "reason" not in plain.columns
+
+
+def test_cell_type_untestable_and_skipped_rows(tmp_path):
+    samples = pd.DataFrame(
+        {"sample_id": ["A_D0", "A_D7", "B_D0"], "patient_id": ["A", "A", "B"], "visit": "D0"}
+    )
+    counts = pd.DataFrame(np.ones((2, 3)), columns=samples["sample_id"])
+    assert de_data.cell_type_untestable(counts, samples) is None
+    none = de_data.cell_type_untestable(counts.iloc[:, :0], samples.iloc[:0])
+    assert none.startswith("no pseudobulk profile")
+    assert de_data.cell_type_untestable(counts.iloc[:0], samples).startswith("no gene")
+    rows = [
+        de_data.skipped_row("Rare", "visit", samples, "too few patients"),
+        de_data.skipped_row("Gone", "visit", samples.iloc[:0], none),
+    ]
+    table = pd.DataFrame(rows, columns=tables.DE_SKIPPED_COLUMNS)
+    back = tables.read_de_skipped(_write(tmp_path, "skipped.tsv", table))
+    assert back["n_samples"].tolist() == [3, 0]
+    assert back["n_patients"].tolist() == [2, 0]
+    assert back["reason"].tolist() == ["too few patients", none]

@@ -9,7 +9,7 @@ import pandas as pd
 
 from rhlh.de import mark_signature_genes
 from rhlh.design import Contrast
-from rhlh.tables import empty_de_table
+from rhlh.tables import DE_SKIPPED_COLUMNS, empty_de_table, empty_lrt_table
 
 
 def counts_from_adata(adata, cell_type=None):
@@ -56,7 +56,41 @@ def contrast_ids(spec, visits, baseline) -> list[str]:
     return wanted
 
 
-def unestimable_table(gene_ids, gene_names, shrink, gene_sets) -> pd.DataFrame:
-    """The table of a contrast the data cannot estimate: every gene, no statistics."""
+def unestimable_table(gene_ids, gene_names, shrink, gene_sets, reason=None) -> pd.DataFrame:
+    """The table of a contrast the data cannot estimate: every gene, no statistics (with a
+    ``reason`` column when a reason is given)."""
     names = None if gene_names is None else gene_names.reindex(gene_ids).to_numpy()
-    return mark_signature_genes(empty_de_table(gene_ids, names, shrink=shrink), gene_sets)
+    table = empty_de_table(gene_ids, names, shrink=shrink, reason=reason)
+    return _reason_last(mark_signature_genes(table, gene_sets))
+
+
+def untested_lrt_table(gene_ids, gene_names, gene_sets, reason) -> pd.DataFrame:
+    """The LRT table of a design the data cannot estimate: every gene, no statistics, reason."""
+    names = None if gene_names is None else gene_names.reindex(gene_ids).to_numpy()
+    table = empty_lrt_table(gene_ids, names, reason=reason)
+    return _reason_last(mark_signature_genes(table, gene_sets))
+
+
+def _reason_last(table: pd.DataFrame) -> pd.DataFrame:
+    if "reason" not in table:
+        return table
+    return table[[c for c in table.columns if c != "reason"] + ["reason"]]
+
+
+def cell_type_untestable(counts: pd.DataFrame, samples: pd.DataFrame) -> str | None:
+    """Why a cell type's pseudobulk cannot enter any design before a fit is tried (no profile
+    left after cell QC and min_cells_per_profile, or no gene with enough reads), else None.
+    What a design needs beyond that (patients at baseline, residual degrees of freedom) is
+    checked by rhlh.de.run_design, whose InputError names it."""
+    if counts.shape[1] == 0 or len(samples) == 0:
+        return "no pseudobulk profile left after cell QC (min_cells_per_profile)"
+    if counts.shape[0] == 0:
+        return "no gene reaches min_total_count reads"
+    return None
+
+
+def skipped_row(cell_type, design_id, samples: pd.DataFrame, reason) -> dict:
+    """One row of de/cell_types_skipped.tsv (DE_SKIPPED_COLUMNS)."""
+    n_patients = int(samples["patient_id"].nunique()) if len(samples) else 0
+    values = [str(cell_type), str(design_id), int(len(samples)), n_patients, str(reason)]
+    return dict(zip(DE_SKIPPED_COLUMNS, values, strict=True))

@@ -29,14 +29,32 @@ DE_WALD_COLUMNS = [
     "signature_genes",
 ]
 DE_NUMERIC_COLUMNS = [*DE_STAT_COLUMNS, "df", *DE_SHRUNK_COLUMNS]
+# an LRT table of de/lrt_<test>.tsv
+DE_LRT_COLUMNS = [
+    "gene_id",
+    "gene_name",
+    "baseMean",
+    "stat",
+    "df",
+    "pvalue",
+    "padj",
+    "outlier_replaced",
+    "signature_genes",
+]
+# de/cell_types_skipped.tsv: the designs a cell type's pseudobulk could not estimate
+DE_SKIPPED_COLUMNS = ["cell_type", "design", "n_samples", "n_patients", "reason"]
 SCORE_COLUMNS = ["sample_id", "patient_id", "visit", "day", "signature", "method", "score"]
+# signatures/cell_types/scores.tsv: the same scores on each cell type's pseudobulk
+CELL_TYPE_SCORE_COLUMNS = ["cell_type", *SCORE_COLUMNS]
 
 _TEXT = {
     "responders": RESPONDER_COLUMNS,
     "scores": ["sample_id", "patient_id", "visit"],
+    "cell_type_scores": ["cell_type", "sample_id", "patient_id", "visit"],
     "cytokine_values": ["sample_id", "patient_id", "visit", "censor", "plate"],
     "cytokine_change": ["sample_id", "patient_id", "visit"],
-    "de": ["gene_id", "gene_name", "signature_genes"],
+    "de": ["gene_id", "gene_name", "signature_genes", "reason"],
+    "de_skipped": ["cell_type", "design", "reason"],
     "missing_genes": ["signature", "source", "reason", "missing_genes"],
     "mean_change": ["signature"],
     "associations": ["feature"],
@@ -175,6 +193,11 @@ def read_scores(path) -> pd.DataFrame:
     return _read(path, text=_TEXT["scores"], na_text=True)
 
 
+def read_cell_type_scores(path) -> pd.DataFrame:
+    """signatures/cell_types/scores.tsv (long): cell_type, then the columns of read_scores."""
+    return _read(path, text=_TEXT["cell_type_scores"], na_text=True)
+
+
 def read_missing_genes(path) -> pd.DataFrame:
     """signatures/missing_genes.tsv: one row per gene set, text columns kept as written."""
     return _read(path, text=_TEXT["missing_genes"])
@@ -220,15 +243,36 @@ def read_de_table(path) -> pd.DataFrame:
     return df
 
 
-def empty_de_table(gene_ids, gene_names=None, shrink=True) -> pd.DataFrame:
+def empty_de_table(gene_ids, gene_names=None, shrink=True, reason=None) -> pd.DataFrame:
     """A Wald table without statistics (a contrast the data cannot estimate): every gene, NaN
-    statistics, so that downstream rules still find their file."""
+    statistics, so that downstream rules still find their file. ``reason`` (why nothing was
+    estimated) becomes a ``reason`` column when given."""
     out = pd.DataFrame({"gene_id": np.asarray(gene_ids)})
     out["gene_name"] = "" if gene_names is None else np.asarray(gene_names)
     for col in DE_STAT_COLUMNS + (DE_SHRUNK_COLUMNS if shrink else []):
         out[col] = np.nan
     out["outlier_replaced"] = False
+    if reason is not None:
+        out["reason"] = str(reason)
     return out
+
+
+def empty_lrt_table(gene_ids, gene_names=None, reason=None) -> pd.DataFrame:
+    """An LRT table without statistics (a design the data cannot estimate), the columns of
+    DE_LRT_COLUMNS but signature_genes, with a ``reason`` column when given."""
+    out = pd.DataFrame({"gene_id": np.asarray(gene_ids)})
+    out["gene_name"] = "" if gene_names is None else np.asarray(gene_names)
+    for col in ("baseMean", "stat", "df", "pvalue", "padj"):
+        out[col] = np.nan
+    out["outlier_replaced"] = False
+    if reason is not None:
+        out["reason"] = str(reason)
+    return out
+
+
+def read_de_skipped(path) -> pd.DataFrame:
+    """de/cell_types_skipped.tsv: per cell type, the designs not estimated and why."""
+    return _read(path, text=_TEXT["de_skipped"])
 
 
 # --- response and report --------------------------------------------------------------------

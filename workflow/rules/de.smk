@@ -139,6 +139,8 @@ use rule de_fit as de_fit_cell_type with:
         tables=[res(f"de/{{cell_type}}/{k}.tsv") for k in DE_KEYS],
         outliers=res("de/{cell_type}/outlier_counts.tsv"),
         dropped=res("de/{cell_type}/dropped_samples.tsv"),
+        # designs this cell type's pseudobulk cannot estimate (too sparse after cell QC)
+        skipped=res("de/{cell_type}/skipped.tsv"),
     log:
         logp("de_fit_cell_type", "{cell_type}.log"),
     benchmark:
@@ -148,7 +150,31 @@ use rule de_fit as de_fit_cell_type with:
         cell_type=lambda wc: CELL_TYPES[wc.cell_type],
 
 
+# one table of the designs left untested per cell type, and why (logged by each job too)
+rule de_cell_types_skipped:
+    input:
+        skipped=expand(res("de/{cell_type}/skipped.tsv"), cell_type=sorted(CELL_TYPES)),
+    output:
+        report(
+            res("de/cell_types_skipped.tsv"),
+            caption="../report/de_cell_types_skipped.rst",
+            category="Differential expression",
+        ),
+    log:
+        logp("de_cell_types_skipped"),
+    benchmark:
+        bench("de_cell_types_skipped")
+    conda:
+        "../../envs/de.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    script:
+        "../../scripts/de_skipped.py"
+
+
 if CELL_TYPES:
     TARGETS["de_cell_types"] = expand(
         res("de/{cell_type}/{key}.tsv"), cell_type=sorted(CELL_TYPES), key=DE_KEYS
-    )
+    ) + [res("de/cell_types_skipped.tsv")]

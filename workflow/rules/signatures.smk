@@ -13,6 +13,11 @@ SIG_DE = {
     "visit": [res(f"de/visit/{v}_vs_{SIG_BASELINE}.tsv") for v in SIG_DE_VISITS],
     "lrt": [res("de/lrt_time.tsv"), res("de/lrt_time_by_response.tsv")],
 }
+# the same tables of each cell type's DE (single-cell input with cell types)
+SIG_DE_CELL_TYPE = {
+    k: [f.replace(res("de/"), res("de/{cell_type}/"), 1) for f in v]
+    for k, v in SIG_DE.items()
+}
 
 
 rule signatures_score:
@@ -47,6 +52,37 @@ rule signatures_score:
         exclude_samples=config["expression"]["exclude_samples"],
     script:
         "../../scripts/signatures_score.py"
+
+
+# single-cell input with cell types: the same scores on each cell type's pseudobulk
+rule signatures_score_cell_types:
+    input:
+        counts=res("inputs/validated/counts_by_cell_type.h5ad"),
+        gmt=SIG_GMT,
+    output:
+        scores=report(
+            res("signatures/cell_types/scores.tsv"),
+            caption="../report/signatures_cell_type_scores.rst",
+            category="Signatures",
+        ),
+    log:
+        logp("signatures_score_cell_types"),
+    benchmark:
+        bench("signatures_score_cell_types")
+    conda:
+        "../../envs/signatures.yaml"
+    threads: 1
+    resources:
+        mem_mb=lambda wc, attempt: 4000 * attempt,
+        runtime=30,
+    params:
+        methods=SIG["methods"],
+        min_genes=SIG["min_genes"],
+        short_max=SIG["short_max"],
+        aucell_top=SIG["aucell_top"],
+        exclude_samples=config["expression"]["exclude_samples"],
+    script:
+        "../../scripts/signatures_score_cell_types.py"
 
 
 rule signatures_models:
@@ -112,6 +148,25 @@ rule signatures_enrichment:
         "../../scripts/signatures_enrichment.py"
 
 
+# single-cell input with cell types: the same competitive tests on each cell type's DE tables
+# (tables of a design the cell type could not estimate have no statistics and are not tested)
+use rule signatures_enrichment as signatures_enrichment_cell_type with:
+    input:
+        unpack(
+            lambda wc: {
+                k: produced(*[f.format(cell_type=wc.cell_type) for f in v])
+                for k, v in SIG_DE_CELL_TYPE.items()
+            }
+        ),
+        gmt=SIG_GMT,
+    output:
+        res("signatures/cell_types/{cell_type}/enrichment.tsv"),
+    log:
+        logp("signatures_enrichment_cell_type", "{cell_type}.log"),
+    benchmark:
+        bench("signatures_enrichment_cell_type", "{cell_type}.tsv")
+
+
 rule signatures_figures:
     input:
         scores=res("signatures/scores.tsv"),
@@ -162,3 +217,8 @@ TARGETS["signatures"] = (
         res("signatures/figures/change_heatmap.png"),
     ]
 )
+if HAS_CELL_TYPES and "signatures" not in STAGES_OFF:
+    TARGETS["signatures_cell_types"] = [res("signatures/cell_types/scores.tsv")] + [
+        res(f"signatures/cell_types/{stem}/enrichment.tsv")
+        for stem in sorted(CELL_TYPES)
+    ]

@@ -33,7 +33,7 @@ from scipy import stats
 
 from rhlh.errors import InputError
 from rhlh.expression import log_cpm
-from rhlh.tables import SCORE_COLUMNS
+from rhlh.tables import CELL_TYPE_SCORE_COLUMNS, SCORE_COLUMNS
 
 log = logging.getLogger("rhlh")
 
@@ -389,3 +389,29 @@ def scores_to_anndata(scores: pd.DataFrame, report: pd.DataFrame | None = None):
     }
     adata.uns["primary_method"] = PRIMARY_METHOD
     return adata
+
+
+def score_cell_types(by_cell_type, gene_sets, exclude_samples=(), **kwargs) -> pd.DataFrame:
+    """:func:`score_signatures` on each cell type's pseudobulk profiles (an AnnData of sample x
+    cell type profiles, obs sample_id, patient_id, visit, day, cell_type): the long score table
+    with a leading ``cell_type`` column (CELL_TYPE_SCORE_COLUMNS). Each cell type is scored on
+    its own, so ``mean_z_cohort`` is relative to that cell type's profiles; ``exclude_samples``
+    are left out of every cell type. Keyword arguments go to :func:`score_signatures`."""
+    obs = by_cell_type.obs
+    excluded = obs["sample_id"].astype(str).isin({str(s) for s in exclude_samples})
+    parts = []
+    for cell_type in sorted(set(obs["cell_type"].astype(str))):
+        mask = (obs["cell_type"].astype(str) == cell_type).to_numpy() & ~excluded.to_numpy()
+        if not mask.any():
+            log.warning("cell type %s: no profile left to score", cell_type)
+            continue
+        sub = by_cell_type[mask].copy()
+        sub.obs_names = sub.obs["sample_id"].astype(str).to_numpy()
+        samples = sub.obs.reset_index(drop=True)
+        scores, _ = score_signatures(sub, gene_sets, samples, **kwargs)
+        parts.append(scores.assign(cell_type=cell_type))
+        log.info("cell type %s: %d profiles scored", cell_type, sub.n_obs)
+    if not parts:
+        return pd.DataFrame(columns=CELL_TYPE_SCORE_COLUMNS)
+    out = pd.concat(parts, ignore_index=True)[CELL_TYPE_SCORE_COLUMNS]
+    return out.sort_values(["cell_type", "signature", "method", "sample_id"], ignore_index=True)
