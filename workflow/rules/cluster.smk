@@ -24,6 +24,7 @@ localrules:
     response_figures,
     report_summary,
     report_methods,
+    report_tables,
 
 
 def _check_slurm_site_settings():
