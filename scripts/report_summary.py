@@ -2,10 +2,10 @@
 
 from rhlh import tables
 from rhlh.figures.report import summary_figure
-from rhlh.io import save_figure, write_tsv
+from rhlh.io import atomic_path, save_figure, write_tsv
 from rhlh.logs import setup_logging
 from rhlh.longitudinal import change_from_baseline
-from rhlh.report import headline
+from rhlh.report import headline, html_table
 
 sm = snakemake  # noqa: F821
 log = setup_logging(sm)
@@ -33,5 +33,8 @@ table = headline(
     sm.params.baseline,
 )
 write_tsv(table, sm.output.headline)
+tmp = atomic_path(sm.output.headline_html)
+tmp.write_text(html_table(table, "Headline findings", "Definitions: see the methods page."))
+tmp.replace(sm.output.headline_html)
 save_figure(summary_figure(scores, cyto, assoc, sm.params.visits), sm.output.figure)
 log.info("headline:\n%s", table.to_string(index=False))

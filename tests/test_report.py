@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import base64
+import csv
 import re
 import shutil
 import subprocess
+from html.parser import HTMLParser
 
 import pytest
 
@@ -37,10 +39,8 @@ def test_report_embeds_every_figure(report_html, example_run):
         assert heading in text, heading
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed")
-def test_report_renders_in_chromium(report_html, tmp_path):
-    shot = tmp_path / "report.png"
-    flags = [
+def chromium_flags(tmp_path) -> list[str]:
+    return [
         "--headless",
         "--no-sandbox",
         "--disable-gpu",
@@ -53,6 +53,38 @@ def test_report_renders_in_chromium(report_html, tmp_path):
         "--window-size=1400,1000",
         "--virtual-time-budget=10000",
     ]
+
+
+class _VisibleText(HTMLParser):
+    """The text of a page outside <script> and <style> (what a reader sees, not the data the
+    report's scripts carry)."""
+
+    def __init__(self):
+        super().__init__()
+        self.skip = 0
+        self.parts: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.skip += tag in ("script", "style")
+
+    def handle_endtag(self, tag):
+        self.skip -= tag in ("script", "style")
+
+    def handle_data(self, data):
+        if not self.skip:
+            self.parts.append(data)
+
+
+def visible_text(dom: str) -> str:
+    p = _VisibleText()
+    p.feed(dom)
+    return " ".join(" ".join(p.parts).split())
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed")
+def test_report_renders_in_chromium(report_html, tmp_path):
+    shot = tmp_path / "report.png"
+    flags = chromium_flags(tmp_path)
     r = subprocess.run(
         [CHROMIUM, *flags, f"--screenshot={shot}", report_html.as_uri()],
         capture_output=True,
@@ -71,3 +103,35 @@ def test_report_renders_in_chromium(report_html, tmp_path):
     keep = REPO / "results" / "report-screenshot.png"
     keep.parent.mkdir(exist_ok=True)
     shutil.copy(shot, keep)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed")
+def test_report_landing_shows_headline_table(report_html, example_run, tmp_path):
+    """The headline table is text on the landing page, not only a download."""
+    dom = subprocess.run(
+        [CHROMIUM, *chromium_flags(tmp_path), "--dump-dom", report_html.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    ).stdout
+    text = visible_text(dom)
+    with open(example_run / "results" / "report" / "headline.tsv", newline="") as fh:
+        rows = list(csv.DictReader(fh, delimiter="\t"))
+    cohort = next(r for r in rows if r["topic"] == "cohort")
+    patients = cohort["value"].split(" / ")[0]
+    assert int(patients) > 0
+    assert "Headline findings" in text
+    assert f"{patients} / " in text, text[:2000]
+    for r in rows:  # every finding and its value, as text in the page
+        assert r["finding"] in text, r["finding"]
+        assert " ".join(r["value"].split()) in text, r["value"]
+    assert "does not exist" not in text and "Problems with" not in text
+
+
+def test_report_tables_are_pages(report_html):
+    """Key tables come as HTML pages (shown in the report), every category named on the landing
+    page exists."""
+    text = report_html.read_text()
+    for name in ("headline", "input_summary", "endpoints", "responders", "associations"):
+        assert re.search(rf"filename={name}\.html", text), name
+    assert "Inputs" in text

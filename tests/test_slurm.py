@@ -185,6 +185,31 @@ def test_slurm_profile_without_site_settings_stops_early(workflow_copy, tmp_path
     assert not (tmp_path / "results" / "inputs").exists()
 
 
+def test_slurm_threads_above_node_cpus_stop_at_parse_time(workflow_copy, tmp_path):
+    """RHLH_SLURM_MAX_CPUS below the profile's threads: a clear error before any job, naming
+    the rules and the fix; --max-threads or a larger node passes."""
+    site = {"RHLH_SLURM_PARTITION": "debug", "RHLH_SLURM_ACCOUNT": "ci"}
+    base = ["-n", "--workflow-profile", "profiles/slurm", "--config"]
+    base.append(f"results={tmp_path / 'results'}")
+    proc = snakemake(workflow_copy, *base, env={**site, "RHLH_SLURM_MAX_CPUS": "2"})
+    assert proc.returncode != 0
+    out = proc.stdout + proc.stderr
+    assert "RHLH_SLURM_MAX_CPUS=2" in out and "PENDING" in out, out[-3000:]
+    assert "de_fit 4" in out and "expression_normalize 4" in out
+    assert "--set-threads de_fit=2 expression_normalize=2" in out
+    assert not (tmp_path / "results" / "inputs").exists()
+    for extra, env in (
+        (["--max-threads", "2"], {"RHLH_SLURM_MAX_CPUS": "2"}),
+        ([], {"RHLH_SLURM_MAX_CPUS": "4"}),
+    ):
+        proc = snakemake(workflow_copy, *base, *extra, env={**site, **env})
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    # the local profile is not checked (its threads fit the machine it runs on)
+    local = ["-n", "--config", f"results={tmp_path / 'results'}"]
+    proc = snakemake(workflow_copy, *local, env={"RHLH_SLURM_MAX_CPUS": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
 def test_slurm_scripts_are_valid_bash():
     for script in ("up.sh", "down.sh"):
         path = REPO / "tools" / "slurm" / script
@@ -297,6 +322,8 @@ def test_slurm_run_matches_local_run(slurm_cluster, tmp_path):
         PYTHONHASHSEED="0",
         RHLH_SLURM_PARTITION=slurm_cluster["RHLH_SLURM_PARTITION"],
         RHLH_SLURM_ACCOUNT=slurm_cluster["RHLH_SLURM_ACCOUNT"],
+        # the node's CPUs: the thread check of cluster.smk passes with --max-threads below
+        RHLH_SLURM_MAX_CPUS=str(os.cpu_count() or 1),
     )
     slurm_args = [
         "--workflow-profile",
@@ -347,14 +374,22 @@ def test_slurm_run_matches_local_run(slurm_cluster, tmp_path):
     ids = ",".join(job for job, _ in submitted)
     if slurm_cluster.get("RHLH_SLURM_ACCOUNTING") != "0":
         acct = subprocess.run(
-            ["sacct", "-X", "-n", "-P", "-j", ids, "--format=JobID,State"],
+            ["sacct", "-X", "-n", "-P", "-j", ids, "--format=JobID,State,JobName,Comment"],
             capture_output=True,
             text=True,
             timeout=60,
         )
-        states = dict(line.split("|") for line in acct.stdout.split())
+        rows = {line.split("|")[0]: line.split("|")[1:] for line in acct.stdout.split()}
+        states = {j: r[0] for j, r in rows.items()}
         assert set(states) == {j for j, _ in submitted}
         assert set(states.values()) == {"COMPLETED"}, states
+        # sacct tells the rules apart: job name rhlh_<run>, comment rule_<rule>[_wildcards_..]
+        for job, rule in submitted:
+            name, comment = rows[job][1], rows[job][2]
+            assert name.startswith("rhlh_"), rows[job]
+            assert comment == f"rule_{rule}" or comment.startswith(f"rule_{rule}_wildcards_"), rows[
+                job
+            ]
 
     # byte-identical result tables
     want, got = tables(local / "results"), tables(remote / "results")

@@ -241,7 +241,15 @@ def detect_outlier_counts(
             # means, scaled up for the degrees of freedom the polish used; the second pass
             # leaves out the counts the first pass found extreme, so that they do not inflate it
             alpha_ml = fit_dispersions(
-                y, np.ones((n, 1)), mu, alpha_ml, 1e-3, 10**1.5, weights=keep, cr_reg=False
+                y,
+                np.ones((n, 1)),
+                mu,
+                alpha_ml,
+                1e-3,
+                10**1.5,
+                weights=keep,
+                cr_reg=False,
+                step="",
             )[0]
             alpha = np.maximum(alpha_ml * n / max(n - n_par, 1), min_dispersion)
             size = np.broadcast_to(1.0 / alpha[None, :], y.shape)
@@ -256,7 +264,7 @@ def detect_outlier_counts(
         si, gi = np.nonzero(hit)
         return si, gi + blk.start, y[si, gi], expected[si, gi], score[si, gi]
 
-    parts = blockwise(scan, counts_sub.shape[1], 8 * 24 * n, n_cpus)
+    parts = blockwise(scan, counts_sub.shape[1], 8 * 24 * n, n_cpus, step="outlier scan")
     si, gi, cnt, exp_, score = (np.concatenate(x) for x in zip(*parts, strict=True))
     out = pd.DataFrame(
         {
@@ -529,6 +537,7 @@ def _shrink(fit: DEFit, ds, k: int) -> np.ndarray:
         prior_scale=min(np.sqrt(prior_var), 1.0),
         init=ds.LFC.to_numpy()[nz],  # the MLEs: the MAP is close
         n_cpus=fit.n_cpus,
+        step=f"apeGLM shrinkage of {fit.design.matrix.columns[k]}",
     )
     out = np.full((dds.n_vars, 2), np.nan)
     out[nz, 0], out[nz, 1] = lfc / LN2, se / LN2
@@ -546,7 +555,9 @@ def _reduced_fit(y, size_factors, X, disp, min_mu, n_cpus=1):
     sf = np.asarray(size_factors, dtype=float)
     if X.shape[1] == 1 and np.all(X == 1.0):
         return sf[:, None] * (y / sf[:, None]).mean(axis=0)[None, :]
-    beta, mu, _, _, fallback = fit_glm(y, sf, X, disp, min_mu, n_cpus=n_cpus, with_hat=False)
+    beta, mu, _, _, fallback = fit_glm(
+        y, sf, X, disp, min_mu, n_cpus=n_cpus, with_hat=False, step="LRT reduced-model fit"
+    )
     for j in np.flatnonzero(fallback):
         start = beta[j] if np.all(np.abs(beta[j]) < 30 * LN2) else None
         if start is None:

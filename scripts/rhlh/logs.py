@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
+import time
 
 
 def setup_logging(snakemake=None, logfile=None, name="rhlh") -> logging.Logger:
@@ -22,3 +24,61 @@ def setup_logging(snakemake=None, logfile=None, name="rhlh") -> logging.Logger:
         logger.addHandler(h)
     logging.captureWarnings(True)
     return logger
+
+
+# seconds between progress lines: with blocks of ~1-2 s and stretches of up to ~7 s without
+# blocks (pydeseq2's own steps), lines of a trial-size de_fit stay under 15 s apart
+PROGRESS_INTERVAL_S = 5.0
+
+
+def progress_line(step: str, done: int, total: int, unit: str, elapsed: float) -> str:
+    """``step: done/total unit (pct%), elapsed Xs, about Ys left`` (no estimate before any)."""
+    pct = 100.0 * done / total if total else 100.0
+    left = f"about {elapsed / done * (total - done):.0f} s left" if done else "time left unknown"
+    return f"{step}: {done}/{total} {unit} ({pct:.0f}%), {elapsed:.0f} s elapsed, {left}"
+
+
+class Progress:
+    """Throttled progress of one step over ``total`` items (genes, blocks, resamples).
+
+    ``update(n)`` adds ``n`` done items and logs :func:`progress_line` at INFO when ``interval``
+    seconds have passed since the last line (of any ``Progress`` sharing ``state``) or the step
+    is complete but began more than ``interval`` seconds ago; it returns the line logged, or
+    None. Thread-safe; ``clock`` (seconds, monotonic) is injectable for tests. Logging only: it
+    never changes what the caller computes.
+    """
+
+    _shared = {"last": None}
+
+    def __init__(
+        self,
+        step: str,
+        total: int,
+        unit: str = "genes",
+        interval: float = PROGRESS_INTERVAL_S,
+        logger: logging.Logger | None = None,
+        clock=time.monotonic,
+        state: dict | None = None,
+    ):
+        self.step, self.total, self.unit, self.interval = step, int(total), unit, interval
+        self.log = logger or logging.getLogger("rhlh")
+        self.clock = clock
+        self.state = Progress._shared if state is None else state
+        self.done = 0
+        self.start = clock()
+        if self.state.get("last") is None:
+            self.state["last"] = self.start
+        self._lock = threading.Lock()
+
+    def update(self, n: int = 1) -> str | None:
+        with self._lock:
+            self.done += n
+            now = self.clock()
+            due = now - self.state["last"] >= self.interval
+            finished = self.done >= self.total and now - self.start >= self.interval
+            if not (due or finished):
+                return None
+            self.state["last"] = now
+            line = progress_line(self.step, self.done, self.total, self.unit, now - self.start)
+        self.log.info(line)
+        return line

@@ -43,6 +43,8 @@ from scipy.optimize import root_scalar
 from scipy.special import digamma, expit, gammaln
 from scipy.stats import norm
 
+from rhlh.logs import Progress
+
 CHUNK_BYTES = 128 * 2**20
 LN2 = np.log(2.0)
 
@@ -68,23 +70,34 @@ def gene_blocks(n_genes: int, bytes_per_gene: int, max_genes: int = 1024):
     return [slice(a, min(a + size, n_genes)) for a in range(0, n_genes, size)]
 
 
-def blockwise(fn, n_genes: int, bytes_per_gene: int, n_cpus: int = 1) -> list:
+def blockwise(fn, n_genes: int, bytes_per_gene: int, n_cpus: int = 1, step: str = "") -> list:
     """``fn(block)`` for every block of genes, ``n_cpus`` blocks at a time; results in order.
 
     Blocks run in threads (numpy and scipy release the GIL) with BLAS held to one thread, so
     that the declared cores are used once, not n_cpus x BLAS threads, and each block's
     arithmetic is the same whatever n_cpus is: results are identical for any thread count.
+    With ``step``, a throttled progress line (``rhlh.logs.Progress``: genes done, elapsed,
+    time left) is logged as blocks finish; it does not touch the results.
     """
     from concurrent.futures import ThreadPoolExecutor
 
     from threadpoolctl import threadpool_limits
 
     blocks = gene_blocks(n_genes, bytes_per_gene)
+    run = fn
+    if step:
+        progress = Progress(step, n_genes, "genes")
+
+        def run(blk):
+            out = fn(blk)
+            progress.update(blk.stop - blk.start)
+            return out
+
     with threadpool_limits(1):
         if n_cpus <= 1 or len(blocks) == 1:
-            return [fn(b) for b in blocks]
+            return [run(b) for b in blocks]
         with ThreadPoolExecutor(n_cpus) as pool:
-            return list(pool.map(fn, blocks))
+            return list(pool.map(run, blocks))
 
 
 def trigamma(x):
@@ -403,8 +416,20 @@ def irls(
     return beta, sf[:, None] * np.exp(X @ beta.T), hat, ~fallback, fallback
 
 
-def fit_glm(y, size_factors, X, disp, min_mu=0.5, beta_tol=1e-8, n_cpus=1, beta_init=None, **kw):
-    """``irls`` over all genes in blocks, ``n_cpus`` blocks at a time (same outputs)."""
+def fit_glm(
+    y,
+    size_factors,
+    X,
+    disp,
+    min_mu=0.5,
+    beta_tol=1e-8,
+    n_cpus=1,
+    beta_init=None,
+    step="GLM fit (IRLS)",
+    **kw,
+):
+    """``irls`` over all genes in blocks, ``n_cpus`` blocks at a time (same outputs); ``step``
+    names the progress lines ("" for none)."""
     y = np.asarray(y, dtype=float)
     disp = np.asarray(disp, dtype=float)
     ops = design_ops(X)
@@ -415,7 +440,7 @@ def fit_glm(y, size_factors, X, disp, min_mu=0.5, beta_tol=1e-8, n_cpus=1, beta_
             y[:, blk], size_factors, X, disp[blk], min_mu, beta_tol, ops=ops, beta_init=init, **kw
         )
 
-    parts = blockwise(run, y.shape[1], ops.bytes_per_gene(), n_cpus)
+    parts = blockwise(run, y.shape[1], ops.bytes_per_gene(), n_cpus, step=step)
     beta, mu, hat, conv, fallback = zip(*parts, strict=True)
     return (
         np.concatenate(beta),
@@ -555,8 +580,11 @@ def alpha_mle(
     return np.exp(theta), converged
 
 
-def fit_dispersions(y, X, mu, alpha_hat, min_disp, max_disp, n_cpus=1, weights=None, **kw):
-    """``alpha_mle`` over all genes in blocks, ``n_cpus`` blocks at a time."""
+def fit_dispersions(
+    y, X, mu, alpha_hat, min_disp, max_disp, n_cpus=1, weights=None, step="dispersions", **kw
+):
+    """``alpha_mle`` over all genes in blocks, ``n_cpus`` blocks at a time; ``step`` names the
+    progress lines ("" for none)."""
     y = np.asarray(y, dtype=float)
     alpha_hat = np.asarray(alpha_hat, dtype=float)
     ops = design_ops(X)
@@ -575,7 +603,7 @@ def fit_dispersions(y, X, mu, alpha_hat, min_disp, max_disp, n_cpus=1, weights=N
             **kw,
         )
 
-    parts = blockwise(run, y.shape[1], ops.bytes_per_gene(), n_cpus)
+    parts = blockwise(run, y.shape[1], ops.bytes_per_gene(), n_cpus, step=step)
     disp, conv = zip(*parts, strict=True)
     return np.concatenate(disp), np.concatenate(conv)
 
@@ -600,7 +628,7 @@ def wald(X, disp, lfc, mu, ridge, contrast, lfc_null=0.0, n_cpus=1):
         se[idx] = np.sqrt(((X @ hc.T) ** 2 * w).sum(axis=0))
         stats[idx] = (lfc[idx] - lfc_null) @ contrast / se[idx]
 
-    blockwise(run, len(ok), ops.bytes_per_gene(), n_cpus)
+    blockwise(run, len(ok), ops.bytes_per_gene(), n_cpus, step="Wald tests")
     return 2.0 * norm.sf(np.abs(stats)), stats, se
 
 
@@ -694,6 +722,7 @@ def shrink_coefficient(
     tol=1e-9,
     maxiter=200,
     n_cpus=1,
+    step="apeGLM shrinkage",
 ):
     """apeGLM MAP of coefficient ``k`` for every gene: (coefficient, posterior SE, converged).
 
@@ -729,7 +758,7 @@ def shrink_coefficient(
             maxiter,
         )
 
-    parts = blockwise(run, y.shape[1], ops.bytes_per_gene(), n_cpus)
+    parts = blockwise(run, y.shape[1], ops.bytes_per_gene(), n_cpus, step=step)
     lfc, se, conv = zip(*parts, strict=True)
     return np.concatenate(lfc), np.concatenate(se), np.concatenate(conv)
 
@@ -871,7 +900,7 @@ def deseq2_log_posterior(y, mu, X, disp, n_cpus=1):
         ll = gammaln(yb + r) - gammaln(r) - yb * np.log(mb + r) - r * np.log1p(mb * a)
         out[blk] = ll.sum(axis=0) - 0.5 * ops.factor(mb / (1.0 + mb * a)).logdet()
 
-    blockwise(run, y.shape[1], ops.bytes_per_gene(), n_cpus)
+    blockwise(run, y.shape[1], ops.bytes_per_gene(), n_cpus, step="dispersion log posterior")
     return out
 
 
@@ -1021,7 +1050,7 @@ def deseq2_genewise_dispersions(y, X, mu, alpha_init, min_disp, max_disp, maxit=
             est[refit] = dispersion_grid(yb[:, refit], mb[:, refit], ops, max_disp)
         return np.clip(est, min_disp, max_disp), conv
 
-    parts = blockwise(run, y.shape[1], ops.bytes_per_gene(), n_cpus)
+    parts = blockwise(run, y.shape[1], ops.bytes_per_gene(), n_cpus, step="gene-wise dispersions")
     disp, conv = zip(*parts, strict=True)
     return np.concatenate(disp), np.concatenate(conv)
 
@@ -1131,6 +1160,7 @@ class VectorInference(DefaultInference):
             min_disp,
             max_disp,
             n_cpus=self.n_cpus,
+            step="MAP dispersions" if prior_reg else "dispersions",
             prior_disp_var=prior_disp_var,
             cr_reg=cr_reg,
             prior_reg=prior_reg,

@@ -155,6 +155,43 @@ def headline(
     return pd.DataFrame(rows, columns=["topic", "finding", "value", "detail"])
 
 
+def _cell(v) -> str:
+    """One table cell as text: floats to 3 significant digits, missing values empty."""
+    if v is None or (isinstance(v, float) and np.isnan(v)):
+        return ""
+    if isinstance(v, (float, np.floating)):
+        return f"{v:.3g}"
+    return str(v)
+
+
+def html_table(df: pd.DataFrame, title: str, note: str = "", max_rows: int | None = None) -> str:
+    """A table as a small standalone HTML page (escaped text), for reading in the report.
+
+    With ``max_rows`` only the first rows are shown and the page says how many were left out
+    (the TSV beside it holds them all).
+    """
+    e = html.escape
+    shown = df if max_rows is None else df.head(max_rows)
+    head = "".join(f"<th>{e(str(c))}</th>" for c in df.columns)
+    body = "\n".join(
+        "<tr>" + "".join(f"<td>{e(_cell(v))}</td>" for v in row) + "</tr>"
+        for row in shown.itertuples(index=False, name=None)
+    )
+    left = len(df) - len(shown)
+    parts = [
+        "<!DOCTYPE html><html><head><meta charset='utf-8'>",
+        f"<title>{e(title)}</title><style>body{{font-family:sans-serif;font-size:13px}}"
+        "table{border-collapse:collapse}th,td{border:1px solid #bbb;padding:3px 6px;"
+        "text-align:left;vertical-align:top}th{background:#eee}</style></head><body>",
+        f"<h2>{e(title)}</h2>",
+        f"<p>{e(note)}</p>" if note else "",
+        f"<table><thead><tr>{head}</tr></thead><tbody>\n{body}\n</tbody></table>",
+        f"<p>{left} more rows in the TSV.</p>" if left > 0 else "",
+        "</body></html>",
+    ]
+    return "\n".join(p for p in parts if p)
+
+
 def methods_html(
     config: dict, versions: dict[str, str], designs: pd.DataFrame | None = None
 ) -> str:

@@ -158,6 +158,8 @@ new_conf=$(mktemp)
 		echo "AccountingStorageHost=localhost"
 		echo "AccountingStoragePort=6819"
 		echo "AccountingStorageEnforce=associations"
+		# keep the job comment (the executor plugin writes rule_<rule>) for sacct
+		echo "AccountingStoreFlags=job_comment"
 		echo "JobAcctGatherType=jobacct_gather/linux"
 	else
 		echo "AccountingStorageType=accounting_storage/none"

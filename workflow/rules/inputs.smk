@@ -83,7 +83,11 @@ rule input_summary:
         tables=expand(res("inputs/validated/{table}.tsv"), table=TABLES),
         counts=res("inputs/validated/counts.h5ad"),
     output:
-        res("inputs/summary.tsv"),
+        report(
+            res("inputs/summary.tsv"),
+            caption="../report/inputs_summary.rst",
+            category="Inputs",
+        ),
     log:
         logp("input_summary"),
     benchmark:

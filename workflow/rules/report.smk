@@ -26,6 +26,11 @@ rule report_summary:
             caption="../report/report_headline.rst",
             category="0. Summary",
         ),
+        headline_html=report(
+            res("report/headline.html"),
+            caption="../report/report_headline.rst",
+            category="0. Summary",
+        ),
     log:
         logp("report_summary"),
     benchmark:
@@ -67,8 +72,79 @@ rule report_methods:
         "../../scripts/report_methods.py"
 
 
+# key tables as HTML pages: the report shows a TSV only as a download link, an HTML page in
+# the page itself; name: (source, title, rows shown, caption, category)
+REPORT_TABLES = {
+    "input_summary": (
+        "inputs/summary.tsv",
+        "Input summary",
+        None,
+        "inputs_summary",
+        "Inputs",
+    ),
+    "responders": (
+        "clinical/responders.tsv",
+        "Responders",
+        None,
+        "clinical_responders",
+        "Clinical",
+    ),
+    "endpoints": (
+        "clinical/endpoints.tsv",
+        "Clinical endpoints",
+        None,
+        "clinical_endpoints",
+        "Clinical",
+    ),
+    "cytokine_models": (
+        "cytokines/mixed_models.tsv",
+        "Cytokine mixed models",
+        None,
+        "cytokines_models",
+        "Cytokines",
+    ),
+    "associations": (
+        "response/associations.tsv",
+        "Associations with response (smallest p-values first)",
+        100,
+        "response_associations",
+        "Response",
+    ),
+}
+
+
+rule report_tables:
+    input:
+        **{k: res(v[0]) for k, v in REPORT_TABLES.items()},
+    output:
+        **{
+            k: report(
+                res(f"report/tables/{k}.html"),
+                caption=f"../report/{v[3]}.rst",
+                category=v[4],
+            )
+            for k, v in REPORT_TABLES.items()
+        },
+    log:
+        logp("report_tables"),
+    benchmark:
+        bench("report_tables")
+    conda:
+        "../../envs/rhlh.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    params:
+        pages={k: (v[1], v[2], v[0]) for k, v in REPORT_TABLES.items()},
+    script:
+        "../../scripts/report_tables.py"
+
+
 TARGETS["report"] = [
     res("report/summary.png"),
     res("report/headline.tsv"),
+    res("report/headline.html"),
     res("report/methods.html"),
+    *[res(f"report/tables/{k}.html") for k in REPORT_TABLES],
 ]
