@@ -72,7 +72,7 @@ def _slurm_in_use():
 def _check_slurm_threads():
     """Stop at parse time when a cluster job asks more threads than a node of the partition
     has (RHLH_SLURM_MAX_CPUS): SLURM would keep it PENDING (PartitionConfig) forever."""
-    limit = os.environ.get("RHLH_SLURM_MAX_CPUS", "").strip()
+    limit = os.getenv("RHLH_SLURM_MAX_CPUS", "").strip()
     if not workflow.is_main_process or not limit or not _slurm_in_use():
         return
     if not limit.isdigit() or int(limit) < 1:
@@ -86,7 +86,8 @@ def _check_slurm_threads():
     for job_spec in workflow.rules:
         if job_spec.name in workflow._localrules:
             continue  # runs on the submit host with local-cores
-        threads = getattr(job_spec.resources.get("_cores"), "value", None)
+        cores = job_spec.resources["_cores"] if "_cores" in job_spec.resources else None
+        threads = getattr(cores, "value", None)
         if not isinstance(threads, int):
             continue  # a function of the job: not known before the DAG is built
         if cap is not None:
