@@ -9,6 +9,9 @@
 #               the workflow's default DE config); one with a single level is left out
 # Writes one row per step (step, wall_s, cpu_s, n_tests, n_padj_05) and a "total" row that
 # excludes R start-up and package loading (those are in the process time the harness measures).
+# With the environment variable RHLH_R_TABLES set to a folder, each step's results table
+# (gene_id, baseMean, pvalue, padj) is written there as <step>.tsv (the calibration harness,
+# tools/rhlh_dev/calibration.py --r, reads them).
 #
 # Tests, as in rhlh.de (C = the covariates): one dispersion fit for ~ C + patient_id + visit
 # serving the Wald test of every visit against the baseline and the LRT against
@@ -35,8 +38,18 @@ if (parallel) register(MulticoreParam(workers = cores)) else register(SerialPara
 steps <- data.frame()
 clock <- NULL
 start <- function() clock <<- proc.time()
+tables_dir <- Sys.getenv("RHLH_R_TABLES", "")
+write_result <- function(step, res) {
+  if (nzchar(tables_dir) && !is.null(res)) {
+    out <- data.frame(gene_id = rownames(res), baseMean = res$baseMean, pvalue = res$pvalue,
+                      padj = res$padj)
+    write.table(out, file.path(tables_dir, paste0(step, ".tsv")), sep = "\t", quote = FALSE,
+                row.names = FALSE, na = "")
+  }
+}
 stop_step <- function(step, res = NULL) {
   d <- proc.time() - clock
+  write_result(step, res)  # not timed
   cpu <- sum(d[c("user.self", "sys.self", "user.child", "sys.child")], na.rm = TRUE)
   n <- if (is.null(res)) NA else sum(!is.na(res$pvalue))
   sig <- if (is.null(res)) NA else sum(res$padj < 0.05, na.rm = TRUE)

@@ -46,6 +46,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import chi2, false_discovery_control, nbinom
 
+from rhlh import qlf
 from rhlh.design import (
     Contrast,
     Design,
@@ -56,6 +57,7 @@ from rhlh.design import (
     parse_formula,
 )
 from rhlh.errors import InputError
+from rhlh.logs import Progress
 from rhlh.nbglm import (
     TrendFitError,
     VectorInference,
@@ -68,10 +70,30 @@ from rhlh.nbglm import (
     parametric_dispersion_fit,
     shrink_coefficient,
 )
+from rhlh.nbglm import wald as nbglm_wald
 
 LOG = logging.getLogger("rhlh")
 LN2 = np.log(2.0)
 OUTLIER_COLUMNS = ["gene_id", "sample_id", "count", "expected", "score"]
+MODES = ("calibrated", "deseq2")
+TEST_NAMES = {  # the ``test`` column of the tables: which p-value the user reads
+    ("calibrated", "wald"): "QL t-test",
+    ("calibrated", "lrt"): "QL F-test",
+    ("deseq2", "wald"): "DESeq2 Wald",
+    ("deseq2", "lrt"): "DESeq2 LRT",
+}
+
+
+@dataclass
+class QLState:
+    """The calibrated mode's fit of a design: NB GLM with the trended dispersions (genes of
+    ``dds.non_zero_idx``), the counts it was fitted on, and the squeezed QL dispersions."""
+
+    y: np.ndarray  # n x genes (non-zero genes), the counts the tests use
+    disp: np.ndarray  # trended NB dispersions
+    beta: np.ndarray  # genes x p, natural log
+    mu: np.ndarray  # n x genes, unthresholded
+    ql: object  # rhlh.qlf.QLFit
 
 
 @dataclass
@@ -86,6 +108,11 @@ class DEFit:
     outliers: pd.DataFrame
     n_cpus: int = 1
     messages: list[str] = field(default_factory=list)
+    mode: str = "deseq2"  # "calibrated": QL F-tests (rhlh.qlf) on the same fit
+    ql: object | None = None  # QLState of the calibrated mode
+    patient_col: str = "patient_id"
+    permutation_nulls: int = 0  # calibrated mode: pooled null p-values for between-patient tests
+    seed: int = 0
 
     @property
     def gene_ids(self) -> pd.Index:
@@ -323,8 +350,15 @@ def fit_design(
     patient_col="patient_id",
     source="config",
     outlier_cache: dict | None = None,
+    mode: str = "deseq2",
+    permutation_nulls: int = 0,
+    seed: int = 0,
 ) -> DEFit:
     """Fit size factors, dispersions and coefficients of ``formula`` (counts: genes x samples).
+
+    ``mode="deseq2"`` (the library's default: the functions of this module as DESeq2 defines
+    them) tests as DESeq2 does; ``"calibrated"`` (the workflow's default, ``de.mode``) adds
+    the QL fit its tests use (``rhlh.qlf``).
 
     ``outlier_cache`` (a dict shared by the designs of one run) keeps the outlier scan of a
     sample set, so that designs fitted on the same samples and counts scan them once.
@@ -409,7 +443,9 @@ def fit_design(
     if dds.refit_cooks:
         dds.refit()
     dds.cooks_outlier()
-    return DEFit(
+    if mode not in MODES:
+        raise InputError(source, f"de.mode must be one of {', '.join(MODES)}", value=mode)
+    fit = DEFit(
         dds=dds,
         design=design,
         samples=samples,
@@ -418,7 +454,14 @@ def fit_design(
         outliers=outliers,
         n_cpus=n_cpus,
         messages=messages,
+        mode=mode,
+        patient_col=patient_col,
+        permutation_nulls=permutation_nulls,
+        seed=seed,
     )
+    if mode == "calibrated":
+        fit.ql = _ql_state(fit)
+    return fit
 
 
 def independent_filter(base_mean, pvalues, alpha: float = 0.05) -> np.ndarray:
@@ -507,6 +550,10 @@ def wald_test(
     ds.summary()
     res = ds.results_df[["baseMean", "log2FoldChange", "lfcSE", "stat", "pvalue", "padj"]]
     res = res.copy()
+    if fit.mode == "calibrated":
+        res["stat"], res["pvalue"], res["padj"] = _ql_wald(
+            fit, vec, res["pvalue"].to_numpy(), alpha, independent_filter
+        )
     if shrink:
         res["log2FoldChange_shrunk"] = np.nan
         res["lfcSE_shrunk"] = np.nan
@@ -516,7 +563,31 @@ def wald_test(
         else:
             # apeglm shrinks one coefficient; a difference of coefficients has no prior here
             LOG.info("no LFC shrinkage for a contrast that is not a single coefficient")
+    res["test"] = TEST_NAMES[(fit.mode, "wald")]
     return _annotate(res, fit, gene_names)
+
+
+def _ql_wald(fit: DEFit, vec, deseq2_p, alpha, filtering: bool):
+    """QL t statistics, p-values and padj of a contrast (calibrated mode): the Wald z of the
+    trended-dispersion fit over sqrt(squeezed QL dispersion), a t reference with the QL df.
+    The genes DESeq2 leaves untested (all zero, Cook's outliers) stay untested."""
+    dds, st = fit.dds, fit.ql
+    nz = dds.non_zero_idx
+    X = fit.design.matrix.to_numpy(dtype=float)
+    mu = np.maximum(st.mu, dds.min_mu)  # DESeq2's floor for the Wald weights
+    _, z, _ = nbglm_wald(X, st.disp, st.beta, mu, np.full(X.shape[1], 1e-6), vec, 0.0, fit.n_cpus)
+    stat = np.full(dds.n_vars, np.nan)
+    pvalue = np.full(dds.n_vars, np.nan)
+    stat[nz], pvalue[nz] = qlf.wald_f(z, st.ql)
+    pvalue[np.isnan(deseq2_p)] = np.nan
+    base_mean = dds.var["_normed_means"].to_numpy()
+    if filtering:
+        padj = independent_filter(base_mean, pvalue, alpha)
+    else:
+        padj = np.full(len(pvalue), np.nan)
+        ok = ~np.isnan(pvalue)
+        padj[ok] = false_discovery_control(pvalue[ok], method="bh")
+    return stat, pvalue, padj
 
 
 def _shrink(fit: DEFit, ds, k: int) -> np.ndarray:
@@ -544,27 +615,78 @@ def _shrink(fit: DEFit, ds, k: int) -> np.ndarray:
     return out
 
 
-def _reduced_fit(y, size_factors, X, disp, min_mu, n_cpus=1):
-    """Unthresholded fitted means of the reduced model of an LRT, as DESeq2 fits it (n x genes).
+def _nb_fit(
+    y,
+    size_factors,
+    X,
+    disp,
+    min_mu,
+    n_cpus=1,
+    step="LRT reduced-model fit",
+    beta_init=None,
+    closed_form=True,
+):
+    """NB GLM fits with known dispersions as DESeq2 fits them: (beta genes x p, unthresholded
+    fitted means n x genes).
 
-    An intercept-only model gets DESeq2's closed form (the mean of the normalized counts);
-    any other model is fitted by IRLS from the least-squares start, and the genes whose IRLS
-    diverges or does not converge (e.g. a group of all zeros) by ``nb_glm_optim`` (bounded
-    L-BFGS-B), as ``DESeq2::fitNbinomGLMs`` does; a diverged fit never keeps its start.
+    An intercept-only model gets DESeq2's closed form (the mean of the normalized counts)
+    unless ``closed_form=False`` (the QL fits: the NB maximum, as edgeR's); any other model
+    is fitted by IRLS from the least-squares start (or ``beta_init``), and the genes whose
+    IRLS diverges or does not converge (e.g. a group of all zeros) by ``nb_glm_optim``
+    (bounded L-BFGS-B), as ``DESeq2::fitNbinomGLMs`` does; a diverged fit never keeps its
+    start.
     """
     sf = np.asarray(size_factors, dtype=float)
-    if X.shape[1] == 1 and np.all(X == 1.0):
-        return sf[:, None] * (y / sf[:, None]).mean(axis=0)[None, :]
+    if closed_form and X.shape[1] == 1 and np.all(X == 1.0):
+        mean = (y / sf[:, None]).mean(axis=0)
+        with np.errstate(divide="ignore"):
+            return np.log(mean)[:, None], sf[:, None] * mean[None, :]
     beta, mu, _, _, fallback = fit_glm(
-        y, sf, X, disp, min_mu, n_cpus=n_cpus, with_hat=False, step="LRT reduced-model fit"
+        y, sf, X, disp, min_mu, n_cpus=n_cpus, with_hat=False, step=step, beta_init=beta_init
     )
     for j in np.flatnonzero(fallback):
         start = beta[j] if np.all(np.abs(beta[j]) < 30 * LN2) else None
         if start is None:
             logy = np.log(y[:, j] / sf + 0.1)
             start = np.linalg.lstsq(X, logy, rcond=None)[0]
-        _, mu[:, j], _ = nb_glm_optim(y[:, j], sf, X, disp[j], start)
-    return mu
+        beta[j], mu[:, j], _ = nb_glm_optim(y[:, j], sf, X, disp[j], start)
+    return beta, mu
+
+
+def _test_counts(dds) -> np.ndarray:
+    """The counts the tests use (samples x genes): DESeq2 tests refitted genes on their
+    outlier-replaced counts."""
+    y = np.array(dds.X, dtype=float)
+    if "refitted" in dds.var and dds.var["refitted"].any():
+        cols = dds.var_names.get_indexer(dds.counts_to_refit.var_names)
+        y[:, cols] = dds.counts_to_refit.X
+    return y
+
+
+def _ql_state(fit: DEFit) -> QLState:
+    """The calibrated mode's fit: the design refitted with DESeq2's trended dispersions (warm
+    start from the DESeq2 fit), then QL dispersions squeezed towards a trend in abundance."""
+    dds = fit.dds
+    nz = dds.non_zero_idx
+    y = _test_counts(dds)[:, nz]
+    sf = dds.obs["size_factors"].to_numpy()
+    trend = dds.var["fitted_dispersions"].to_numpy()[nz]
+    X = fit.design.matrix.to_numpy(dtype=float)
+    beta, mu = _nb_fit(
+        y,
+        sf,
+        X,
+        trend,
+        qlf.MIN_MU,
+        fit.n_cpus,
+        step="QL fit (trended dispersions)",
+        beta_init=dds.varm["LFC"].to_numpy()[nz],
+        closed_form=False,
+    )
+    abundance = np.log(dds.var["_normed_means"].to_numpy()[nz] + 0.5)
+    state = QLState(y=y, disp=trend, beta=beta, mu=mu, ql=qlf.ql_fit(y, mu, trend, X, abundance))
+    LOG.info("%s: %s", fit.design.formula, state.ql.describe())
+    return state
 
 
 def lrt(
@@ -594,13 +716,30 @@ def lrt(
             f"reduced design {reduced_formula} has as many estimable "
             f"columns as {fit.design.formula}: nothing to test",
         )
-    y = np.array(dds.X, dtype=float)
-    if "refitted" in dds.var and dds.var["refitted"].any():
-        # DESeq2 tests refitted genes on their outlier-replaced counts
-        cols = dds.var_names.get_indexer(dds.counts_to_refit.var_names)
-        y[:, cols] = dds.counts_to_refit.X
     nz = dds.non_zero_idx
     sf = dds.obs["size_factors"].to_numpy()
+    x_red = reduced.matrix.to_numpy(dtype=float)
+    stat = np.full(dds.n_vars, np.nan)
+    pvalue = np.full(dds.n_vars, np.nan)
+    if fit.mode == "calibrated":
+        st = fit.ql
+        beta_red, mu_red = _nb_fit(
+            st.y, sf, x_red, st.disp, qlf.MIN_MU, fit.n_cpus, closed_form=False
+        )
+        dev_red = qlf.nb_deviance(st.y, mu_red, st.disp)
+        stat[nz], pvalue[nz] = qlf.f_test(dev_red, st.ql, df)
+        test = TEST_NAMES[("calibrated", "lrt")]
+        moved = _between_patient_columns(fit, reduced)
+        if moved and fit.permutation_nulls > 0:
+            start = pd.DataFrame(beta_red, columns=reduced.matrix.columns)
+            pvalue[nz], n_perm = _permutation_pvalues(
+                fit, moved, reduced.rank, dev_red, pvalue[nz], start
+            )
+            test += f", permutation-calibrated ({n_perm} x {'+'.join(moved)})"
+        return _finish_lrt(
+            fit, stat, pvalue, df, alpha, gene_names, cooks_filter, independent_filtering, test
+        )
+    y = _test_counts(dds)
     disp = dds.var["dispersions"].to_numpy()[nz]
     # the full model is the design's own fit (same IRLS, dispersions and counts, refitted
     # genes included); the reduced model is fitted on its own, as DESeq2's nbinomLRT does.
@@ -609,15 +748,117 @@ def lrt(
     x_full = fit.design.matrix.to_numpy(dtype=float)
     lfc = dds.varm["LFC"].to_numpy()[nz]
     mu_full = sf[:, None] * np.exp(x_full @ lfc.T)
-    x_red = reduced.matrix.to_numpy(dtype=float)
     yy = y[:, nz]
-    mu_red = _reduced_fit(yy, sf, x_red, disp, dds.min_mu, fit.n_cpus)
-    stat = np.full(dds.n_vars, np.nan)
+    _, mu_red = _nb_fit(yy, sf, x_red, disp, dds.min_mu, fit.n_cpus)
     stat[nz] = 2.0 * (
         nb_loglik(yy, mu_full, disp[None, :]).sum(axis=0)
         - nb_loglik(yy, mu_red, disp[None, :]).sum(axis=0)
     )
     pvalue = chi2.sf(stat, df)
+    return _finish_lrt(
+        fit,
+        stat,
+        pvalue,
+        df,
+        alpha,
+        gene_names,
+        cooks_filter,
+        independent_filtering,
+        TEST_NAMES[("deseq2", "lrt")],
+    )
+
+
+def _between_patient_columns(fit: DEFit, reduced: Design) -> list[str]:
+    """The sample columns of the tested terms (full minus reduced) when each is constant
+    within every patient (e.g. ``responder`` of ``responder:visit``), else []: a test of a
+    patient-level covariate, whose labels can be permuted between patients."""
+    kept = {t.label for t in reduced.terms}
+    tested = [t for t in fit.design.terms if t.label not in kept]
+    cols = sorted({c for t in tested for c in t.columns})
+    pc = fit.patient_col
+    if not cols or pc not in fit.samples.columns or pc in cols:
+        return []
+    per_patient = fit.samples.groupby(pc, sort=False)[cols].nunique(dropna=False)
+    return [c for c in cols if (per_patient[c] <= 1).all()]
+
+
+def _permutation_pvalues(
+    fit: DEFit, columns: list[str], reduced_rank: int, dev_red, pvalue, start: pd.DataFrame
+):
+    """QL F p-values calibrated by permutation of patient-level labels, pooled over genes.
+
+    The labels in ``columns`` are permuted between patients (each patient keeps its samples,
+    visits and counts: patient-specific trajectories stay with their patient); each
+    permutation refits the full model with the trended dispersions and gives every gene a
+    null QL F p-value against the same reduced fit. A gene's p-value is the share of the
+    pooled null p-values at or below its own ((1 + k) / (1 + N)): calibrated under
+    exchangeable patients whatever the residual correlation within patients. Permutations:
+    enough for ``fit.permutation_nulls`` null values, at least 2, seeded by ``fit.seed``.
+    """
+    dds, st = fit.dds, fit.ql
+    sf = dds.obs["size_factors"].to_numpy()
+    ok = np.isfinite(pvalue)
+    n_perm = max(2, int(np.ceil(fit.permutation_nulls / max(ok.sum(), 1))))
+    pc = fit.patient_col
+    table = fit.samples.groupby(pc, sort=False)[columns].first()
+    rng = np.random.default_rng(fit.seed)
+    abundance = np.log(dds.var["_normed_means"].to_numpy()[dds.non_zero_idx] + 0.5)
+    nulls = []
+    step = Progress(f"permutations of {', '.join(columns)}", n_perm, "permutations", logger=LOG)
+    for _ in range(n_perm):
+        shuffled = table.iloc[rng.permutation(len(table))].set_axis(table.index)
+        samples = fit.samples.copy()
+        for c in columns:
+            samples[c] = samples[pc].map(shuffled[c])
+        design = build_design(
+            samples, fit.design.formula, levels=fit.levels, reference=fit.reference
+        )
+        X = design.matrix.to_numpy(dtype=float)
+        # warm start: the reduced model's coefficients, the tested columns at 0
+        init = start.reindex(columns=design.matrix.columns, fill_value=0.0).to_numpy()
+        # warm start: the reduced model's coefficients, the tested columns at 0
+        init = start.reindex(columns=design.matrix.columns, fill_value=0.0).to_numpy()
+        _, mu = _nb_fit(
+            st.y,
+            sf,
+            X,
+            st.disp,
+            qlf.MIN_MU,
+            fit.n_cpus,
+            step="",
+            beta_init=init,
+            closed_form=False,
+        )
+        ql_b = qlf.ql_fit(st.y, mu, st.disp, X, abundance)
+        _, p_b = qlf.f_test(dev_red, ql_b, max(design.rank - reduced_rank, 1))
+        nulls.append(p_b[ok & np.isfinite(p_b)])
+        step.update(1)
+    pool = np.sort(np.concatenate(nulls))
+    if pool.size == 0:
+        LOG.warning(
+            "%s: no permutation gave a null p-value; QL F p-values kept", fit.design.formula
+        )
+        return pvalue, 0
+    out = np.full(pvalue.shape, np.nan)
+    out[ok] = (1.0 + np.searchsorted(pool, pvalue[ok], side="right")) / (1.0 + pool.size)
+    LOG.info(
+        "%s: %d permutations of %s between patients, %d pooled null p-values "
+        "(%.4f of them below 0.01)",
+        fit.design.formula,
+        n_perm,
+        ", ".join(columns),
+        pool.size,
+        float(np.mean(pool < 0.01)),
+    )
+    return out, n_perm
+
+
+def _finish_lrt(
+    fit, stat, pvalue, df, alpha, gene_names, cooks_filter, independent_filtering, test
+):
+    """DESeq2's filters on LRT p-values (new all-zero genes, Cook's, independent filtering)
+    and the table."""
+    dds = fit.dds
     if getattr(dds, "new_all_zeroes_genes", None) is not None and len(dds.new_all_zeroes_genes):
         pos = dds.var_names.get_indexer(dds.new_all_zeroes_genes)
         stat[pos], pvalue[pos] = 0.0, 1.0
@@ -633,6 +874,7 @@ def lrt(
     table = pd.DataFrame(
         {"baseMean": base_mean, "stat": stat, "df": df, "pvalue": pvalue, "padj": padj}
     )
+    table["test"] = test
     return _annotate(table, fit, gene_names)
 
 
@@ -677,6 +919,9 @@ def run_design(
     patient_col="patient_id",
     source="config",
     outlier_cache: dict | None = None,
+    mode: str = "deseq2",
+    permutation_nulls: int = 0,
+    seed: int = 0,
 ) -> DEResult:
     """Select samples, fit once, then run every Wald contrast and LRT of one design spec."""
     formulas = [spec.formula, *spec.reduced.values()]
@@ -705,6 +950,9 @@ def run_design(
         patient_col=patient_col,
         source=source,
         outlier_cache=outlier_cache,
+        mode=mode,
+        permutation_nulls=permutation_nulls,
+        seed=seed,
     )
     for m in messages:
         LOG.info(m)

@@ -192,6 +192,42 @@ def html_table(df: pd.DataFrame, title: str, note: str = "", max_rows: int | Non
     return "\n".join(p for p in parts if p)
 
 
+def _de_mode_html(mode: str, permutation_nulls: int = 0) -> str:
+    """What the p-values of the DE tables are, by ``de.mode``."""
+    if mode == "deseq2":
+        return (
+            "<p>Mode <b>deseq2</b>: the p-values are DESeq2's Wald (normal) and likelihood-"
+            "ratio (chi-square) p-values, dispersions taken as known; single wild counts are "
+            "not replaced. The <code>test</code> column of every table names the test.</p>"
+        )
+    return (
+        "<p>Mode <b>calibrated</b> (the default): the log2 fold changes and dispersions are "
+        "DESeq2's, the p-values are quasi-likelihood tests (as edgeR's glmQLFit / "
+        "glmQLFTest): each design is refitted with DESeq2's trended NB dispersions, each "
+        "gene's residual deviance over its residual degrees of freedom is its QL dispersion, "
+        "squeezed by empirical Bayes towards a trend in abundance (limma's fitFDist), and "
+        "the likelihood-ratio tests become F-tests (reduced minus full deviance, per test df, "
+        "over the squeezed QL dispersion; F reference with the prior plus residual df), the "
+        "per-visit Wald tests t-tests (z over the square root of the QL dispersion). The "
+        "QL dispersion carries what the NB model's dispersion misses (gene-wise dispersion "
+        "off the trend, sample-level noise, patient-specific trajectories), which made "
+        "DESeq2's tests claim an FDR below the one they had on simulated trial cohorts. "
+        + (
+            "Tests of a patient-level label (the responder-specific trajectory, "
+            "responder:visit) are calibrated by permutation as well: the labels are permuted "
+            "between patients (each keeps its samples, so patient-specific trajectories stay "
+            "with their patient), each permutation gives every gene a null QL F p-value, and a "
+            "gene's p-value is the share of the pooled null p-values at or below its own "
+            f"(<code>de.permutation_nulls</code> = {int(permutation_nulls)} null values, "
+            "seeded). "
+            if permutation_nulls
+            else ""
+        )
+        + "The <code>test</code> column of every table names the test; <code>stat</code> is "
+        "the F or t statistic.</p>"
+    )
+
+
 def methods_html(
     config: dict, versions: dict[str, str], designs: pd.DataFrame | None = None
 ) -> str:
@@ -220,8 +256,8 @@ def methods_html(
         "with dispersions from the full model (as DESeq2). The fits follow R DESeq2 1.38 "
         "where pydeseq2 departs from it (standard errors from fitted means floored at 0.5, "
         "DESeq2's parametric dispersion trend and gene-wise dispersion rules, reduced models "
-        "fitted on their own for the likelihood-ratio tests); the p-values are DESeq2's "
-        "Wald and chi-square p-values.</p>",
+        "fitted on their own for the likelihood-ratio tests).</p>",
+        _de_mode_html(de.get("mode", "calibrated"), de.get("permutation_nulls", 0)),
     ]
     if de:
         parts.append("<pre>" + e(str(de)) + "</pre>")

@@ -25,6 +25,7 @@ DE_WALD_COLUMNS = [
     "gene_name",
     *DE_STAT_COLUMNS,
     *DE_SHRUNK_COLUMNS,
+    "test",  # which test gave pvalue (de.mode); empty when nothing was tested
     "outlier_replaced",
     "signature_genes",
 ]
@@ -38,6 +39,7 @@ DE_LRT_COLUMNS = [
     "df",
     "pvalue",
     "padj",
+    "test",
     "outlier_replaced",
     "signature_genes",
 ]
@@ -53,7 +55,7 @@ _TEXT = {
     "cell_type_scores": ["cell_type", "sample_id", "patient_id", "visit"],
     "cytokine_values": ["sample_id", "patient_id", "visit", "censor", "plate"],
     "cytokine_change": ["sample_id", "patient_id", "visit"],
-    "de": ["gene_id", "gene_name", "signature_genes", "reason"],
+    "de": ["gene_id", "gene_name", "signature_genes", "reason", "test"],
     "de_skipped": ["cell_type", "design", "reason"],
     "missing_genes": ["signature", "source", "reason", "missing_genes"],
     "mean_change": ["signature"],
@@ -251,6 +253,7 @@ def empty_de_table(gene_ids, gene_names=None, shrink=True, reason=None) -> pd.Da
     out["gene_name"] = "" if gene_names is None else np.asarray(gene_names)
     for col in DE_STAT_COLUMNS + (DE_SHRUNK_COLUMNS if shrink else []):
         out[col] = np.nan
+    out["test"] = ""
     out["outlier_replaced"] = False
     if reason is not None:
         out["reason"] = str(reason)
@@ -264,6 +267,7 @@ def empty_lrt_table(gene_ids, gene_names=None, reason=None) -> pd.DataFrame:
     out["gene_name"] = "" if gene_names is None else np.asarray(gene_names)
     for col in ("baseMean", "stat", "df", "pvalue", "padj"):
         out[col] = np.nan
+    out["test"] = ""
     out["outlier_replaced"] = False
     if reason is not None:
         out["reason"] = str(reason)

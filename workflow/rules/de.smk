@@ -24,7 +24,11 @@ DE_FIT_PARAMS = dict(
     min_patients_per_visit=DE["min_patients_per_visit"],
     min_total_count=DE["min_total_count"],
     shrink=DE["shrink"],
-    outlier_handling=DE["outlier_handling"],
+    mode=DE["mode"],
+    permutation_nulls=DE["permutation_nulls"],
+    seed=config["seed"],
+    # the DESeq2-compatible mode reproduces R: no outlier replacement
+    outlier_handling=DE["outlier_handling"] and DE["mode"] != "deseq2",
     outlier_score=DE["outlier_score"],
     exclude_samples=config["expression"]["exclude_samples"],
 )
