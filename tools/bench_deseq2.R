@@ -10,7 +10,7 @@
 # Writes one row per step (step, wall_s, cpu_s, n_tests, n_padj_05) and a "total" row that
 # excludes R start-up and package loading (those are in the process time the harness measures).
 # With the environment variable RHLH_R_TABLES set to a folder, each step's results table
-# (gene_id, baseMean, pvalue, padj) is written there as <step>.tsv (the calibration harness,
+# (gene_id, baseMean, log2FoldChange, stat, pvalue, padj) is written there as <step>.tsv (the calibration harness,
 # tools/rhlh_dev/calibration.py --r, reads them).
 #
 # Tests, as in rhlh.de (C = the covariates): one dispersion fit for ~ C + patient_id + visit
@@ -41,8 +41,9 @@ start <- function() clock <<- proc.time()
 tables_dir <- Sys.getenv("RHLH_R_TABLES", "")
 write_result <- function(step, res) {
   if (nzchar(tables_dir) && !is.null(res)) {
-    out <- data.frame(gene_id = rownames(res), baseMean = res$baseMean, pvalue = res$pvalue,
-                      padj = res$padj)
+    out <- data.frame(gene_id = rownames(res), baseMean = res$baseMean,
+                      log2FoldChange = res$log2FoldChange, stat = res$stat,
+                      pvalue = res$pvalue, padj = res$padj)
     write.table(out, file.path(tables_dir, paste0(step, ".tsv")), sep = "\t", quote = FALSE,
                 row.names = FALSE, na = "")
   }

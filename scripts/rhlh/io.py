@@ -73,11 +73,36 @@ def read_text(path) -> str:
         except (OSError, EOFError) as exc:
             raise InputError(path, f"not a valid gzip file ({exc})") from None
     elif raw[:2] == b"\x1f\x8b":
-        raise InputError(
-            path,
-            "gzip-compressed data in a file whose name does not end in .gz: "
-            "add .gz to the name, or decompress it (gunzip)",
-        )
+        raise _gzip_without_suffix(path)
+    return _decode(path, raw)
+
+
+def read_head(path, max_bytes: int = 1 << 20) -> str:
+    """The first ``max_bytes`` (decompressed) of a file as text, with the checks of
+    ``read_text``, without reading the rest: enough for a header line."""
+    path = Path(path)
+    check_file(path)
+    gz = str(path).lower().endswith(".gz")
+    try:
+        with (gzip.open if gz else open)(path, "rb") as fh:
+            raw = fh.read(max_bytes)
+    except (OSError, EOFError) as exc:
+        raise InputError(path, f"not a valid gzip file ({exc})") from None
+    if not gz and raw[:2] == b"\x1f\x8b":
+        raise _gzip_without_suffix(path)
+    return _decode(path, raw, partial=len(raw) == max_bytes)
+
+
+def _gzip_without_suffix(path) -> InputError:
+    return InputError(
+        path,
+        "gzip-compressed data in a file whose name does not end in .gz: "
+        "add .gz to the name, or decompress it (gunzip)",
+    )
+
+
+def _decode(path, raw: bytes, partial: bool = False) -> str:
+    """UTF-8 text of a file's bytes (``partial``: the bytes may end inside a character)."""
     if raw[:2] in (b"\xff\xfe", b"\xfe\xff") or (len(raw) > 1 and b"\x00" in raw[:200]):
         raise InputError(
             path,
@@ -87,7 +112,9 @@ def read_text(path) -> str:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise _not_utf8(path, raw, exc) from None
+        if not (partial and exc.start >= len(raw) - 3):
+            raise _not_utf8(path, raw, exc) from None
+        text = raw[: exc.start].decode("utf-8")
     text = text.lstrip("\ufeff")
     if not text.strip():
         raise InputError(path, "file is empty")

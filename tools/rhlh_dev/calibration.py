@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy.stats import spearmanr
 
 VISITS = ["D0", "D7", "D14", "D21", "D28", "D35", "D42", "D49", "D56"]
 VISIT_DAY = {v: int(v[1:]) for v in VISITS}
@@ -224,12 +225,34 @@ def score(tables: dict, truth: pd.DataFrame, alpha: float = 0.05) -> list[dict]:
     return rows
 
 
+def agreement(ours: dict, r: dict, alpha: float = 0.05) -> list[dict]:
+    """DESeq2-compatible mode against R DESeq2 on one cohort: Spearman of log2FC (Wald) and
+    of the statistic over genes with baseMean >= 1, share of genes with the same call."""
+    rows = []
+    for test, tab in ours.items():
+        rt = r[test].reindex(tab.index)
+        use = (tab["baseMean"] >= 1).to_numpy() & rt["stat"].notna().to_numpy()
+        use &= tab["stat"].notna().to_numpy()
+        row = {"test": test, "genes": int(use.sum())}
+        if "log2FoldChange" in tab:
+            row["lfc_spearman"] = spearmanr(tab["log2FoldChange"][use], rt["log2FoldChange"][use])[
+                0
+            ]
+        row["stat_spearman"] = spearmanr(tab["stat"][use], rt["stat"][use])[0]
+        a = tab["padj"].fillna(1).to_numpy() < alpha
+        b = rt["padj"].fillna(1).to_numpy() < alpha
+        row["calls_agree"] = float(np.mean(a == b))
+        rows.append(row)
+    return rows
+
+
 def calibrate(seeds, modes, n_genes=3000, n_patients=20, null_seeds=(101,), alpha=0.05, **kw):
     """One row per cohort x mode x test (FDR, recall, calls) and the seconds per fit; mode
     "R" is R DESeq2 itself (tools/bench_deseq2.R)."""
-    rows = []
+    rows, agree = [], []
     for seed, null in [*[(s, False) for s in seeds], *[(s, True) for s in null_seeds]]:
         cohort = simulate_de_cohort(seed, n_patients=n_patients, n_genes=n_genes, null=null)
+        done = {}
         for mode in modes:
             t0 = time.perf_counter()
             if mode == "R":
@@ -238,10 +261,14 @@ def calibrate(seeds, modes, n_genes=3000, n_patients=20, null_seeds=(101,), alph
                 extra = kw if mode == "calibrated" else {}
                 tables = run_cohort(cohort, mode, alpha=alpha, **extra)
             secs = time.perf_counter() - t0
+            done[mode] = tables
+            if mode in ("R", "deseq2") and {"R", "deseq2"} <= set(done):
+                for r in agreement(done["deseq2"], done["R"], alpha):
+                    agree.append({"seed": seed, "null": null, **r})
             for r in score(tables, cohort["truth"], alpha):
                 rows.append({"seed": seed, "null": null, "mode": mode, **r, "seconds": secs})
             print(pd.DataFrame(rows).tail(len(tables)).to_string(index=False), flush=True)
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows), pd.DataFrame(agree)
 
 
 def summarise(rows: pd.DataFrame) -> pd.DataFrame:
@@ -267,7 +294,7 @@ def main(argv=None) -> None:
     ap.add_argument("--patients", type=int, default=20)
     ap.add_argument("--out", type=Path, default=Path("results/calibration"))
     a = ap.parse_args(argv)
-    rows = calibrate(
+    rows, agree = calibrate(
         a.seeds,
         a.modes,
         a.genes,
@@ -280,6 +307,9 @@ def main(argv=None) -> None:
     summary = summarise(rows)
     summary.to_csv(a.out / "summary.tsv", sep="\t", index=False)
     print(summary.to_string(index=False))
+    if len(agree):
+        agree.to_csv(a.out / "agreement_with_r.tsv", sep="\t", index=False)
+        print(agree.to_string(index=False))
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from rhlh.errors import InputError
-from rhlh.io import _delimiter, read_text
+from rhlh.io import _delimiter, read_head, read_text
 
 FEATURECOUNTS_COLUMNS = ["Geneid", "Chr", "Start", "End", "Strand", "Length"]
 # leading annotation columns of a gene matrix (nf-core: gene_id, gene_name; RSEM merged:
@@ -133,11 +133,22 @@ def match_sample_columns(columns, sample_ids, path=None) -> list[str]:
     return out
 
 
+HEAD_BYTES = 1 << 20  # a header line is looked for in the first MiB (the whole file if longer)
+
+
 def _head_line(path) -> str:
-    text = read_text(path)
-    for line in text.splitlines():
-        if line.startswith("#") or not line.strip():
-            continue
+    """The first line that is not a comment, read from the start of the file only."""
+
+    def first(lines):
+        return next((ln for ln in lines if ln.strip() and not ln.startswith("#")), None)
+
+    head = read_head(path, HEAD_BYTES)
+    truncated = len(head.encode("utf-8")) >= HEAD_BYTES - 4
+    lines = head.splitlines()
+    line = first(lines[:-1] if truncated else lines)
+    if line is None and truncated:  # a header longer than the head
+        line = first(read_text(path).splitlines())
+    if line is not None:
         return line.lstrip("\ufeff")
     raise InputError(path, "file has no header line")
 
