@@ -279,20 +279,13 @@ def test_mann_whitney_uniform_on_null(null_runs):
         _assert_uniform(p, f"mann_whitney {family}, 4 measures (randomised)", min_n=150)
 
 
-def test_spearman_uniform_on_null(null_runs):
-    a = _assoc(null_runs, "spearman")
+@pytest.mark.parametrize("test", ["spearman", "logistic"])
+def test_association_uniform_on_null(null_runs, test):
+    a = _assoc(null_runs, test)
     for family, g in a.groupby("family"):
         for measure, gm in g.groupby("measure"):
-            _uniformity(gm["pvalue"], f"spearman {family} {measure}")
-        _assert_uniform(g["pvalue"], f"spearman {family}, 4 measures", min_n=150)
-
-
-def test_logistic_uniform_on_null(null_runs):
-    a = _assoc(null_runs, "logistic")
-    for family, g in a.groupby("family"):
-        for measure, gm in g.groupby("measure"):
-            _uniformity(gm["pvalue"], f"logistic {family} {measure}")
-        _assert_uniform(g["pvalue"], f"logistic {family}, 4 measures", min_n=150)
+            _uniformity(gm["pvalue"], f"{test} {family} {measure}")
+        _assert_uniform(g["pvalue"], f"{test} {family}, 4 measures", min_n=150)
 
 
 # --------------------------------------------------------------------------------------------

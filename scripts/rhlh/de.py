@@ -580,14 +580,17 @@ def _ql_wald(fit: DEFit, vec, deseq2_p, alpha, filtering: bool):
     pvalue = np.full(dds.n_vars, np.nan)
     stat[nz], pvalue[nz] = qlf.wald_f(z, st.ql)
     pvalue[np.isnan(deseq2_p)] = np.nan
-    base_mean = dds.var["_normed_means"].to_numpy()
+    return stat, pvalue, _padj(dds, pvalue, alpha, filtering)
+
+
+def _padj(dds, pvalue, alpha, filtering: bool) -> np.ndarray:
+    """BH-adjusted p-values, after DESeq2's independent filtering on baseMean when asked."""
     if filtering:
-        padj = independent_filter(base_mean, pvalue, alpha)
-    else:
-        padj = np.full(len(pvalue), np.nan)
-        ok = ~np.isnan(pvalue)
-        padj[ok] = false_discovery_control(pvalue[ok], method="bh")
-    return stat, pvalue, padj
+        return independent_filter(dds.var["_normed_means"].to_numpy(), pvalue, alpha)
+    padj = np.full(len(pvalue), np.nan)
+    ok = ~np.isnan(pvalue)
+    padj[ok] = false_discovery_control(pvalue[ok], method="bh")
+    return padj
 
 
 def _shrink(fit: DEFit, ds, k: int) -> np.ndarray:
@@ -865,12 +868,7 @@ def _finish_lrt(
     if cooks_filter:
         pvalue[dds.cooks_outlier().to_numpy()] = np.nan
     base_mean = dds.var["_normed_means"].to_numpy()
-    if independent_filtering:
-        padj = independent_filter(base_mean, pvalue, alpha)
-    else:
-        padj = np.full(len(pvalue), np.nan)
-        ok = ~np.isnan(pvalue)
-        padj[ok] = false_discovery_control(pvalue[ok], method="bh")
+    padj = _padj(dds, pvalue, alpha, independent_filtering)
     table = pd.DataFrame(
         {"baseMean": base_mean, "stat": stat, "df": df, "pvalue": pvalue, "padj": padj}
     )
