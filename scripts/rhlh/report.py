@@ -3,6 +3,7 @@ rhlh.figures.report."""
 
 from __future__ import annotations
 
+import base64
 import html
 import importlib.metadata as md
 import platform
@@ -190,6 +191,43 @@ def html_table(df: pd.DataFrame, title: str, note: str = "", max_rows: int | Non
         "</body></html>",
     ]
     return "\n".join(p for p in parts if p)
+
+
+PATIENTS_TITLE = "The patients: flow and swimmer plot"
+
+
+def patients_html(flow: pd.DataFrame, figures) -> str:
+    """The landing page's pictures of the patients as one HTML fragment (no <html> wrapper, so
+    the report's landing text can include it, and the report shows it as a page too): the
+    patient-flow table (text), then each figure as an embedded PNG with its caption.
+
+    ``figures``: (title, PNG bytes, caption) in display order.
+    """
+    e = html.escape
+    cols = [c for c in ("step", "visit", "n", "note") if c in flow.columns]
+    head = "".join(f"<th>{e(c)}</th>" for c in cols)
+    body = "\n".join(
+        "<tr>" + "".join(f"<td>{e(_cell(v))}</td>" for v in row) + "</tr>"
+        for row in flow[cols].itertuples(index=False, name=None)
+    )
+    parts = [
+        "<div class='rhlh-patients' style='font-family:sans-serif;font-size:13px'>",
+        f"<h2>{e(PATIENTS_TITLE)}</h2>",
+        "<table style='border-collapse:collapse' border='1' cellpadding='3'>"
+        "<caption>Patient flow</caption>",
+        f"<thead><tr>{head}</tr></thead><tbody>\n{body}\n</tbody></table>",
+    ]
+    for title, png, caption in figures:
+        if png[:8] != b"\x89PNG\r\n\x1a\n":
+            raise ValueError(f"{title}: not a PNG image")
+        data = base64.b64encode(png).decode("ascii")
+        parts.append(
+            f"<figure style='margin:1em 0'><img alt='{e(title)}' style='max-width:100%' "
+            f"src='data:image/png;base64,{data}'/><figcaption><b>{e(title)}.</b> "
+            f"{e(' '.join(caption.split()))}</figcaption></figure>"
+        )
+    parts.append("</div>")
+    return "\n".join(parts)
 
 
 def methods_html(
