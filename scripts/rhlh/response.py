@@ -79,6 +79,7 @@ import zlib
 import numpy as np
 import pandas as pd
 
+from rhlh.logs import Progress
 from rhlh.stats import (
     EXACT_MAX_ARRANGEMENTS,
     auc_lower,
@@ -335,7 +336,10 @@ def associate(
     resp = as_responders(responders)
     d = measures.merge(resp, on="patient_id", how="inner")
     rows = []
-    for (feature, measure), g in d.groupby(["feature", "measure"], sort=False):
+    groups = d.groupby(["feature", "measure"], sort=False)
+    # tests, bootstrap CIs (n_boot resamples each) and permutations per feature x measure
+    progress = Progress(f"response associations ({family})", groups.ngroups, "feature x measures")
+    for (feature, measure), g in groups:
         rng = _rng_for(seed, family, feature, measure)
         known = g[g["responder"].notna()]
         yb = known["responder"].astype(bool).to_numpy()
@@ -427,6 +431,7 @@ def associate(
                     converged=np.isfinite(sp["pvalue"]),
                 )
             )
+        progress.update()
     return pd.DataFrame(rows, columns=ASSOC_COLUMNS)
 
 
