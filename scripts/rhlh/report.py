@@ -279,6 +279,7 @@ def methods_html(
         "until HSCT, Aalen-Johansen cumulative incidence with competing events, Simon "
         "(1989) optimal two-stage design.</p>",
         _clinical_choices(clin),
+        _resampling(config),
         f"<h2>Reproducibility</h2><p>Seed: <b>{e(str(config.get('seed')))}</b>. Same inputs "
         "and seed give identical tables.</p>",
         "<h2>Software versions</h2><table border='1' cellpadding='3'>",
@@ -286,6 +287,30 @@ def methods_html(
     parts += [f"<tr><td>{e(k)}</td><td>{e(v)}</td></tr>" for k, v in versions.items()]
     parts.append("</table></body></html>")
     return "\n".join(parts)
+
+
+def _resampling(config: dict) -> str:
+    """Bootstrap resamples and the Mann-Whitney p-value rule in force, one paragraph."""
+    e = html.escape
+    resp = config.get("response", {})
+    nb = {
+        "mixed models of signatures": config.get("signatures", {}).get("n_boot"),
+        "cytokines": config.get("cytokines", {}).get("n_boot"),
+        "cell-type composition": config.get("singlecell", {}).get("composition_n_boot"),
+        "AUC and Spearman CIs": resp.get("n_boot"),
+    }
+    counts = ", ".join(f"{k} {v}" for k, v in nb.items() if v is not None)
+    return (
+        "<h2>Resampling</h2><p>Percentile 95% CIs from patient-level bootstrap resamples "
+        "(seeded per feature; patients drawn within response group, all patients together for "
+        f"Spearman): {e(counts)}. Mann-Whitney p-values: "
+        "exact without ties; with ties the exact permutation distribution of the mid-rank sum "
+        "over every group arrangement (two-sided P(|W - E W| &gt;= |w - E W|), as R's coin "
+        "package) when "
+        f"there are at most {e(str(resp.get('exact_max_arrangements', '')))} arrangements, else "
+        f"{e(str(resp.get('n_perm', '')))} seeded random arrangements; the table's note says "
+        "which.</p>"
+    )
 
 
 def _clinical_choices(clin: dict) -> str:
