@@ -11,6 +11,7 @@ import statsmodels.api as sm
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
+from rhlh import lmm
 from rhlh import longitudinal as lg
 from rhlh import stats as rst
 
@@ -368,7 +369,7 @@ def test_batched_refits_match_one_at_a_time_fits(reml):
         n = len(groups)
         X = np.column_stack([np.ones(n), rng.normal(size=n), (rng.random(n) < 0.4).astype(float)])
         y = X @ [1.0, 0.5, -0.3] + rng.normal(0, sd_patient, 16)[groups] + rng.normal(0, 1, n)
-        st = lg._PatientStats(y, X, groups)
+        st = lmm.PatientStats(y, X, groups)
         W = rng.multinomial(16, np.full(16, 1 / 16), size=150).astype(float)
         W = W[~np.any(W @ st.S == 0, axis=1)]
         params, ok = st.fit_many(W, reml=reml)
@@ -392,7 +393,7 @@ def test_weighted_fit_is_the_fit_of_duplicated_patients():
     w = np.ones(10)
     w[[2, 7]] = 2.0
     w[[4, 5]] = 0.0
-    params, ok = lg._PatientStats(y, X, groups).fit_many(w[None, :])
+    params, ok = lmm.PatientStats(y, X, groups).fit_many(w[None, :])
     rows = np.concatenate(
         [np.flatnonzero(groups == g) for g in range(10) for _ in range(int(w[g]))]
     )
