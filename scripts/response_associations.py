@@ -57,6 +57,7 @@ table = rs.response_associations(
     seed=p.seed,
     n_boot=p.n_boot,
     n_perm=p.n_perm,
+    exact_max=p.exact_max_arrangements,
     min_per_group=p.min_per_group,
 )
 write_tsv(table, sm.output.table)

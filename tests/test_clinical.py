@@ -1,5 +1,6 @@
 """Clinical endpoints: hand-computed cohorts, R survival reference values, consistency errors."""
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -776,3 +777,69 @@ def test_endpoints_table_csf_pk_rows():
     ratio = tab.loc["CSF/plasma ruxolitinib ratio (median of paired draws)"]
     # P1 0.25/25 = 0.01, P3 1/40 = 0.025; P2's plasma is censored
     assert (ratio["estimate"], ratio["n"]) == (pytest.approx(0.0175), 2)
+
+
+def test_median_order_ci_matches_binomial_tables():
+    # classic tables of the distribution-free 95% CI of a median: (l, u) order statistics
+    for n, (l_ref, u_ref) in {
+        6: (1, 6),
+        10: (2, 9),
+        17: (5, 13),
+        20: (6, 15),
+        37: (13, 25),
+    }.items():
+        lo, u, cover = pk_lib.median_order_ci(n)
+        assert (lo, u) == (l_ref, u_ref), n
+        # coverage by counting: P(l <= #(X < median) <= u - 1) = sum of binomial(n, 1/2) terms
+        terms = [math.comb(n, j) for j in range(lo, u)]
+        assert cover == pytest.approx(sum(terms) / 2**n, abs=1e-12)
+        assert cover >= 0.95
+        # one fewer order statistic on each side would no longer reach 95%
+        tighter = sum(math.comb(n, j) for j in range(lo + 1, u - 1)) / 2**n
+        assert tighter < 0.95
+    assert pk_lib.median_order_ci(5)[0] == 0  # 2/32 = 6% outside: no 95% interval
+
+
+def test_median_ci_honours_lloq_and_covers():
+    x = np.arange(1.0, 20.0)  # 19 quantified + 1 below LLOQ = 20: order statistics 6 and 15
+    ci = pk_lib.median_ci(x, 1)
+    assert (ci["ci_low"], ci["ci_high"], ci["n"]) == (5.0, 14.0, 20)
+    # 6 below the LLOQ: the 6th order statistic is censored, its limit left empty
+    ci = pk_lib.median_ci(np.arange(1.0, 15.0), 6)
+    assert np.isnan(ci["ci_low"]) and ci["ci_high"] == 9.0
+    assert "lower limit below the LLOQ" in ci["note"]
+    # position unknown (ratios): the censored readings count lowest and highest
+    ci = pk_lib.median_ci(np.arange(1.0, 19.0), 2, censored_lowest=False)
+    assert (ci["ci_low"], ci["ci_high"]) == (4.0, 15.0)
+    # coverage of the population median (1.0 for lognormal(0, 1)) in simulated samples
+    rng = np.random.default_rng(4)
+    hits = 0
+    for _ in range(2000):
+        v = rng.lognormal(0, 1, 17)
+        cens = v < 0.3
+        c = pk_lib.median_ci(v[~cens], int(cens.sum()))
+        # an empty lower limit is below the LLOQ: 0 bounds it
+        hits += np.nan_to_num(c["ci_low"], nan=0.0) <= 1.0 <= c["ci_high"]
+    assert 0.93 < hits / 2000 < 0.97  # nominal 95.1%
+
+
+def test_endpoints_csf_rows_have_order_statistic_ci():
+    rows = [
+        (f"P{i:02d}", 7, "D7", "csf", c, "ng/mL", 0.5)
+        for i, c in enumerate(["<0.5", "<0.5"] + [f"{v:.1f}" for v in np.linspace(0.6, 4.4, 18)])
+    ]
+    rows += [(f"P{i:02d}", 7, "D7", "plasma", f"{30 + i}", "ng/mL", 0.5) for i in range(20)]
+    v = pk_lib.pk_values(pd.DataFrame(rows, columns=pk().columns))
+    tab = endpoints.endpoints_table(
+        pk=pk_lib.pk_summary(v), pk_ratio=pk_lib.csf_plasma_ratio(v)
+    ).set_index("endpoint")
+    csf = tab.loc["CSF ruxolitinib at D7 (median)"]
+    quant = np.round(np.linspace(0.6, 4.4, 18), 1)
+    # 20 readings, 2 below LLOQ ranked lowest: 6th and 15th values = quantified 4th and 13th
+    assert (csf["ci_low"], csf["ci_high"]) == (pytest.approx(quant[3]), pytest.approx(quant[12]))
+    assert csf["ci_low"] <= csf["estimate"] <= csf["ci_high"]
+    assert "order statistics 6 and 15 of 20" in csf["note"]
+    ratio = tab.loc["CSF/plasma ruxolitinib ratio (median of paired draws)"]
+    r = np.sort(quant / (30 + np.arange(2, 20)))
+    # widened: 2 censored ratios count lowest for the lower limit, highest for the upper
+    assert (ratio["ci_low"], ratio["ci_high"]) == (pytest.approx(r[3]), pytest.approx(r[14]))

@@ -11,6 +11,7 @@ import statsmodels.api as sm
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
+from rhlh import lmm
 from rhlh import longitudinal as lg
 from rhlh import stats as rst
 
@@ -352,3 +353,85 @@ def test_profiled_fit_matches_statsmodels(reml, sd_patient):
         ols = sm.OLS(y, X).fit()
         dof = n - 3 if reml else n
         np.testing.assert_allclose(cov, ols.normalized_cov_params * ols.ssr / dof, rtol=1e-3)
+
+
+# ---------------------------------------------------------------- batched bootstrap refits
+
+
+@pytest.mark.parametrize("reml", [True, False])
+def test_batched_refits_match_one_at_a_time_fits(reml):
+    """fit_many (all resamples at once, golden section + parabolic step) reaches the optimum of
+    the one-at-a-time bounded Brent fit for each patient weighting, boundary fits included."""
+    rng = np.random.default_rng(7)
+    for sd_patient in (0.0, 0.6):
+        n_i = rng.integers(2, 7, 16)  # unbalanced: several patient sizes
+        groups = np.repeat(np.arange(16), n_i)
+        n = len(groups)
+        X = np.column_stack([np.ones(n), rng.normal(size=n), (rng.random(n) < 0.4).astype(float)])
+        y = X @ [1.0, 0.5, -0.3] + rng.normal(0, sd_patient, 16)[groups] + rng.normal(0, 1, n)
+        st = lmm.PatientStats(y, X, groups)
+        W = rng.multinomial(16, np.full(16, 1 / 16), size=150).astype(float)
+        W = W[~np.any(W @ st.S == 0, axis=1)]
+        params, ok = st.fit_many(W, reml=reml)
+        assert ok.mean() > 0.9
+        for w, b, o in zip(W, params, ok, strict=True):
+            ref, _, _, ref_ok = st.fit(w, reml=reml)
+            assert o == ref_ok
+            if o:
+                np.testing.assert_allclose(b, ref, atol=1e-6)
+
+
+def test_weighted_fit_is_the_fit_of_duplicated_patients():
+    """A bootstrap weight of 2 is the same patient twice: compare with statsmodels MixedLM on
+    the data with that patient's rows copied under a new id."""
+    from statsmodels.regression.mixed_linear_model import MixedLM
+
+    rng = np.random.default_rng(3)
+    groups = np.repeat(np.arange(10), 5)
+    X = np.column_stack([np.ones(50), np.tile(np.arange(5.0), 10)])
+    y = X @ [1.0, -0.2] + rng.normal(0, 0.8, 10)[groups] + rng.normal(0, 0.5, 50)
+    w = np.ones(10)
+    w[[2, 7]] = 2.0
+    w[[4, 5]] = 0.0
+    params, ok = lmm.PatientStats(y, X, groups).fit_many(w[None, :])
+    rows = np.concatenate(
+        [np.flatnonzero(groups == g) for g in range(10) for _ in range(int(w[g]))]
+    )
+    ids = np.concatenate([np.full(5, k) for k in range(int(w.sum()))])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = MixedLM(y[rows], X[rows], groups=ids).fit(reml=True)
+    assert ok[0]
+    np.testing.assert_allclose(params[0], ref.fe_params, atol=1e-5)
+
+
+def test_bootstrap_2000_seeded_identical_and_logs_progress(caplog):
+    import logging
+
+    from rhlh.logs import Progress
+
+    df = simulate(features=("A", "B"), effect={"A": [0, -0.5, -1, -1]}, seed=5)
+    state = {"last": None}
+    orig = Progress.__init__
+
+    def quick(self, *a, **k):  # every update logs, whatever the wall clock
+        orig(self, *a, **{**k, "interval": 0.0, "state": state})
+
+    with caplog.at_level(logging.INFO, logger="rhlh"):
+        Progress.__init__ = quick
+        try:
+            a = lg.fit_visit_by_response(df, visits=VISITS, n_boot=2000, seed=11)
+        finally:
+            Progress.__init__ = orig
+    b = lg.fit_visit_by_response(df, visits=VISITS, n_boot=2000, seed=11)
+    pd.testing.assert_frame_equal(a, b)
+    assert (a["n_boot_ok"] >= 1900).all()
+    lines = [r.getMessage() for r in caplog.records if "mixed-model bootstrap" in r.getMessage()]
+    assert lines and lines[-1].startswith("mixed-model bootstrap: 8000/8000 resamples (100%)")
+    # the percentile interval of 2,000 refits brackets the estimate and is close to the Wald one
+    inter = a[a["term"] == "interaction"].set_index("feature")
+    for f in ("A", "B"):
+        r = inter.loc[f]
+        assert r.boot_ci_low < r.estimate < r.boot_ci_high
+        width_boot, width_wald = r.boot_ci_high - r.boot_ci_low, r.ci_high - r.ci_low
+        assert 0.6 < width_boot / width_wald < 1.4

@@ -135,3 +135,37 @@ def test_report_tables_are_pages(report_html):
     for name in ("headline", "input_summary", "endpoints", "responders", "associations"):
         assert re.search(rf"filename={name}\.html", text), name
     assert "Inputs" in text
+
+
+def test_report_landing_shows_the_patients(report_html, example_run):
+    """The landing text carries the patient flow (every step) and, embedded, the flow diagram
+    and the swimmer plot, the same bytes as the Clinical figures; 0. Summary lists the page."""
+    text = report_html.read_text()
+    start = text.index("<div class='rhlh-patients'")
+    landing = text[start : text.index("</div>", start)]
+    results = example_run / "results"
+    with open(results / "clinical" / "patient_flow.tsv", newline="") as fh:
+        steps = [r["step"] for r in csv.DictReader(fh, delimiter="\t")]
+    assert "enrolled" in steps and "Simon stage-1 readout" in steps
+    for step in steps:
+        assert f"<td>{step}</td>" in landing, step
+    images = re.findall(r"src='data:image/png;base64,([A-Za-z0-9+/=]+)'", landing)
+    assert [base64.b64decode(d) for d in images] == [
+        (results / "clinical" / "figures" / "patient_flow.png").read_bytes(),
+        (results / "clinical" / "figures" / "swimmer.png").read_bytes(),
+    ]
+    assert re.search(r"filename=patients\.html", text)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed")
+def test_report_landing_patients_visible_in_chromium(report_html, tmp_path):
+    dom = subprocess.run(
+        [CHROMIUM, *chromium_flags(tmp_path), "--dump-dom", report_html.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    ).stdout
+    text = visible_text(dom)
+    assert "The patients: flow and swimmer plot" in text
+    assert "Swimmer plot." in text and "Patient flow." in text
+    assert dom.count("data:image/png;base64,") >= 2

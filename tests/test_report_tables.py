@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from rhlh.report import html_table
 
@@ -21,3 +22,64 @@ def test_html_table_escapes_formats_and_truncates():
     assert page.count("<tr>") == 3  # header + 2 rows
     full = html_table(df, "All")
     assert "IFNG" in full and "more rows" not in full
+
+
+def test_patients_page_embeds_figures_and_flow_table(tmp_path):
+    import base64
+    import re
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from rhlh.report import PATIENTS_TITLE, patients_html
+
+    pngs = []
+    for k in range(2):
+        fig, ax = plt.subplots()
+        ax.plot([0, 1], [k, 1 - k])
+        path = tmp_path / f"f{k}.png"
+        fig.savefig(path)
+        plt.close(fig)
+        pngs.append(path.read_bytes())
+    flow = pd.DataFrame(
+        {
+            "order": [1, 2],
+            "step": ["enrolled", "assessed"],
+            "visit": ["", "D7"],
+            "n": [20, 18],
+            "note": ["patients <who> received ruxolitinib", "18 of 20"],
+        }
+    )
+    page = patients_html(
+        flow,
+        [("Patient flow", pngs[0], "Flow\n caption"), ("Swimmer plot", pngs[1], "Bars & dots")],
+    )
+    assert page.startswith("<div") and "<html" not in page  # a fragment, for the landing text
+    assert f"<h2>{PATIENTS_TITLE}</h2>" in page
+    assert "<td>enrolled</td><td></td><td>20</td><td>patients &lt;who&gt; received" in page
+    assert "<td>assessed</td><td>D7</td><td>18</td>" in page
+    # the figures travel inside the page, byte for byte, in the order given, with captions
+    data = re.findall(r"src='data:image/png;base64,([A-Za-z0-9+/=]+)'", page)
+    assert [base64.b64decode(d) for d in data] == pngs
+    assert "<b>Patient flow.</b> Flow caption" in page and "Bars &amp; dots" in page
+    assert page.index("Patient flow.") < page.index("Swimmer plot.")
+    with pytest.raises(ValueError):
+        patients_html(flow, [("x", b"GIF89a", "")])
+
+
+def test_methods_page_names_resamples_and_exact_rule():
+    import yaml
+
+    from rhlh.report import methods_html
+
+    from .conftest import REPO
+
+    cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    cfg["cytokines"]["n_boot"] = 1234
+    cfg["response"]["exact_max_arrangements"] = 5678
+    page = methods_html(cfg, {"numpy": "2"})
+    assert "<h2>Resampling</h2>" in page
+    assert "cytokines 1234" in page and "mixed models of signatures 2000" in page
+    assert "at most 5678 arrangements" in page

@@ -92,6 +92,96 @@ def test_mann_whitney_exact_p_by_hand():
     assert p == pytest.approx(hits / 20)
 
 
+def _brute_force_p(xr, xn):
+    """Two-sided p by listing every split of the pooled values into groups of the sizes given
+    (itertools), with U counted pair by pair: P(|U - E U| >= |u - E U|)."""
+    pooled = np.concatenate([xr, xn])
+    n, k = len(pooled), len(xr)
+
+    def u_stat(a, b):
+        return sum((ai < bj) + 0.5 * (ai == bj) for ai in a for bj in b)
+
+    mean = k * (n - k) / 2
+    obs = abs(u_stat(xr, xn) - mean)
+    hits = total = 0
+    for idx in itertools.combinations(range(n), k):
+        chosen = set(idx)
+        a = [pooled[i] for i in idx]
+        b = [pooled[i] for i in range(n) if i not in chosen]
+        hits += abs(u_stat(a, b) - mean) >= obs - 1e-9
+        total += 1
+    return hits / total, total
+
+
+# two-sided exact p-values of R's coin 1.4-2, wilcox_test(y ~ g, distribution = "exact")
+# (R script in the test's docstring); responders first, 20 patients split 5/15 or 10/10
+COIN_CASES = [
+    ([1, 1, 1, 2, 3], [1, 4, 5, 6, 7, 8, 9, 9, 3, 2, 10, 11, 12, 13, 14], 0.00303147574819),
+    (
+        [0.1, 0.2, 0.2, 0.5, 0.9],
+        [0.2, 0.3, 0.5, 0.5, 0.7, 0.8, 0.9, 1.1, 1.1, 1.2, 1.3, 1.3, 1.4, 1.6, 2.0],
+        0.015866873065,
+    ),
+    ([0, 0, 1, 1, 2, 2, 3, 3, 4, 4], [1, 2, 2, 3, 4, 5, 5, 6, 6, 7], 0.026911169326),
+    (
+        [-0.5, -0.5, -0.2, 0, 0],
+        [0, 0, 0, 0.1, 0.1, 0.3, -0.5, 0.4, 0.4, 0.6, 0.8, 0.8, 0.9, 1, -0.2],
+        0.0124484004128,
+    ),
+]
+
+
+@pytest.mark.parametrize("xr, xn, p_coin", COIN_CASES)
+def test_mann_whitney_ties_exact_matches_coin(xr, xn, p_coin):
+    """library(coin); d <- data.frame(y = c(xr, xn), g = factor(rep(c("r", "n"),
+    c(length(xr), length(xn))), levels = c("r", "n")));
+    pvalue(wilcox_test(y ~ g, data = d, distribution = "exact"))"""
+    n, k = len(xr) + len(xn), len(xr)
+    p, how = rst.mann_whitney(xr, xn, rng=np.random.default_rng(0), n_perm=99)
+    assert how == f"exact permutation, {math.comb(n, k)} arrangements (ties)"
+    assert p == pytest.approx(p_coin, rel=1e-9)
+    # the rng and n_perm play no part in an exact p
+    assert rst.mann_whitney(xr, xn, rng=np.random.default_rng(5), n_perm=9999)[0] == p
+
+
+def test_mann_whitney_ties_exact_matches_brute_force_enumeration():
+    # 20 patients split 5/15 with ties: all 15,504 splits listed one by one
+    rng = np.random.default_rng(11)
+    for _ in range(2):
+        xr = rng.integers(0, 6, 5).astype(float)
+        xn = rng.integers(2, 9, 15).astype(float)
+        p_ref, total = _brute_force_p(xr, xn)
+        assert total == 15504
+        p, how = rst.mann_whitney(xr, xn)
+        assert how == "exact permutation, 15504 arrangements (ties)"
+        assert p == pytest.approx(p_ref, abs=1e-12)
+    # the counted distribution has every arrangement once
+    values, counts = rst.rank_sum_distribution(np.concatenate([xr, xn]), 5)
+    assert counts.sum() == 15504 and np.all(counts >= 1)
+
+
+def test_mann_whitney_without_ties_equals_scipy_exact():
+    rng = np.random.default_rng(2)
+    for k, m in ((3, 4), (5, 15), (10, 10), (7, 12)):
+        x = rng.normal(size=k + m)
+        ref = stats.mannwhitneyu(x[:k], x[k:], alternative="two-sided", method="exact").pvalue
+        assert rst.mann_whitney(x[:k], x[k:]) == (pytest.approx(ref, rel=1e-12), "exact")
+        # the tie-aware exact distribution gives the same p where there are no ties
+        assert rst.mann_whitney_exact(x[:k], x[k:]) == pytest.approx(ref, rel=1e-9)
+
+
+def test_mann_whitney_ties_above_threshold_is_seeded_permutation():
+    xr, xn, p_coin = COIN_CASES[2]  # 184,756 arrangements
+    p1, how = rst.mann_whitney(xr, xn, rng=np.random.default_rng(3), n_perm=4999, exact_max=1000)
+    assert how == "permutation, 4999 resamples (ties)"
+    p2, _ = rst.mann_whitney(xr, xn, rng=np.random.default_rng(3), n_perm=4999, exact_max=1000)
+    assert p1 == p2
+    # Monte Carlo error of p ~ 0.027 with 4999 draws: SD about 0.0023
+    assert abs(p1 - p_coin) < 0.01
+    assert rst.mann_whitney(xr, xn)[1].startswith("exact permutation, 184756 ")
+    assert rst.EXACT_MAX_ARRANGEMENTS == 1_000_000
+
+
 def test_trapezoid_auc_by_hand():
     # days 0, 7, 14, 28 (D21 missing: bridged linearly), values 0, -1, -2, -2
     # area = 7*(0-1)/2 + 7*(-1-2)/2 + 14*(-2-2)/2 = -3.5 - 10.5 - 28 = -42, per day -42/28 = -1.5

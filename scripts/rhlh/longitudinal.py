@@ -27,7 +27,12 @@ chi-square are anti-conservative (about 7% rejections at 5% in our null simulati
   (responders, non-responders and unknown response alike).
 * ``boot_ci_low/high``: percentile interval over patient-level bootstrap refits (patients
   resampled with replacement within response group, seeded per feature); NaN when fewer than
-  half of the refits converged (``n_boot_ok`` says how many did).
+  half of the refits converged (``n_boot_ok`` says how many did). A resample only reweights
+  patients, so every refit reuses the per-patient cross-products of the one design and all
+  resamples of a feature are refitted together (:meth:`rhlh.lmm.PatientStats.fit_many`: batched
+  Cholesky factorisations, golden-section search of the variance ratio plus a parabolic
+  step, BLAS on one thread); the refits reach the one-at-a-time REML optimum to ~1e-7.
+  Progress (resamples done, time left) is logged through ``rhlh.logs.Progress``.
 * ``converged`` is False when the optimiser did not converge or the covariance of the fixed
   effects is not usable; such rows keep their numbers but get no ``padj`` and are not counted
   in the Benjamini-Hochberg correction (across features, within term x group x visit).
@@ -43,6 +48,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from rhlh.lmm import PatientStats as _PatientStats
+from rhlh.lmm import fit as _fit
+from rhlh.logs import Progress
 from rhlh.stats import bh_adjust
 
 log = logging.getLogger("rhlh")
@@ -67,6 +75,8 @@ RESULT_COLUMNS = [
     "n_boot_ok",
 ]
 GROUPS = ("responder", "non-responder")
+# bootstrap resamples refitted together (memory: block x p x p floats)
+_BOOT_BLOCK = 1000
 
 
 def change_from_baseline(df, value_col, feature_col, baseline="D0", subject="patient_id"):
@@ -97,92 +107,6 @@ def _group_label(flag):
     if flag is False or flag == "False" or flag == 0:
         return "non-responder"
     return None
-
-
-class _PatientStats:
-    """Per-patient sufficient statistics of a random-intercept model (X, y grouped by patient).
-
-    With V_i = s2 (I + lam J) the GLS cross-products only need, per patient, X_i'X_i, X_i'y_i,
-    y_i'y_i, the column sums s_i = X_i'1, the sum t_i = 1'y_i and n_i; a patient-level
-    bootstrap then just reweights patients (a patient drawn twice counts twice).
-    """
-
-    def __init__(self, y, X, groups):
-        codes, _ = pd.factorize(pd.Series(groups), sort=False)
-        g = codes.max() + 1
-        self.n = np.bincount(codes, minlength=g).astype(float)
-        onehot = np.zeros((g, len(y)))
-        onehot[codes, np.arange(len(y))] = 1.0
-        self.S = onehot @ X  # g x p column sums
-        self.t = onehot @ y  # g
-        self.XtX_g = np.stack([X[codes == k].T @ X[codes == k] for k in range(g)])
-        self.Xty_g = np.stack([X[codes == k].T @ y[codes == k] for k in range(g)])
-        self.yty_g = np.array([y[codes == k] @ y[codes == k] for k in range(g)])
-        self.p = X.shape[1]
-
-    def fit(self, weights=None, reml=True):
-        """REML/ML estimates; returns (params, cov, llf, converged)."""
-        c = np.ones(len(self.n)) if weights is None else np.asarray(weights, float)
-        XtX = np.tensordot(c, self.XtX_g, axes=1)
-        Xty = c @ self.Xty_g
-        yty = c @ self.yty_g
-        N = c @ self.n
-        p = self.p
-        dof = N - p if reml else N
-        if dof <= 0:
-            return None, None, np.nan, False
-
-        def parts(lam):
-            w = c * lam / (1.0 + self.n * lam)
-            A = XtX - (self.S * w[:, None]).T @ self.S
-            b = Xty - (self.S * w[:, None]).T @ self.t
-            rss = yty - (w * self.t) @ self.t
-            try:
-                L = np.linalg.cholesky(A)
-            except np.linalg.LinAlgError:
-                return None
-            beta = np.linalg.solve(A, b)
-            rss = rss - b @ beta
-            logdet_v = c @ np.log1p(self.n * lam)
-            return A, beta, max(rss, 1e-300), logdet_v, 2.0 * np.log(np.diag(L)).sum()
-
-        def neg_ll(theta):
-            out = parts(np.exp(theta))
-            if out is None:
-                return np.inf
-            _, _, rss, logdet_v, logdet_a = out
-            val = dof * np.log(rss / dof) + logdet_v + (logdet_a if reml else 0.0)
-            return 0.5 * val
-
-        from scipy.optimize import minimize_scalar
-
-        opt = minimize_scalar(
-            neg_ll, bounds=(-18.0, 12.0), method="bounded", options={"xatol": 1e-10}
-        )
-        theta = float(opt.x)
-        # the variance of the random intercept may sit on its boundary (lam -> 0)
-        if neg_ll(-18.0) <= opt.fun:
-            theta = -18.0
-        out = parts(np.exp(theta))
-        if out is None:
-            return None, None, np.nan, False
-        A, beta, rss, logdet_v, logdet_a = out
-        s2 = rss / dof
-        cov = s2 * np.linalg.inv(A)
-        llf = -0.5 * (dof * np.log(2 * np.pi * s2) + logdet_v + dof + (logdet_a if reml else 0.0))
-        diag = np.diag(cov)
-        ok = bool(opt.success or theta == -18.0) and np.all(np.isfinite(beta)) and np.all(diag > 0)
-        return beta, cov, float(llf), ok
-
-
-def _fit(y, X, groups, reml):
-    """Fit one random-intercept linear mixed model; returns (params, cov, llf, converged).
-
-    Exact REML (or ML) by profiling the variance ratio lam = s2_patient / s2_residual in one
-    dimension (bounded Brent search), which gives statsmodels MixedLM's optimum at a fraction
-    of its cost and never fails on the boundary lam = 0.
-    """
-    return _PatientStats(np.asarray(y, float), np.asarray(X, float), groups).fit(reml=reml)
 
 
 def _cells(sub, visits, baseline, min_patients, by_group):
@@ -234,31 +158,43 @@ def _subset(sub, keep, by_group):
     return sub.loc[mask]
 
 
-def _bootstrap(sub, keep, by_group, names, contrast_L, n_boot, rng):
-    """Patient-level bootstrap (stratified by group) of the REML estimates; percentile CIs."""
+def _bootstrap(sub, keep, by_group, names, contrast_L, n_boot, rng, progress=None):
+    """Patient-level bootstrap (stratified by group) of the REML estimates; percentile CIs.
+
+    All resamples are drawn first (per group, ``rng.integers`` over its patients), then refitted
+    together in blocks of :data:`_BOOT_BLOCK` by :meth:`rhlh.lmm.PatientStats.fit_many` on the
+    one set of per-patient cross-products: a resample only reweights patients. A resample that
+    leaves a design column without observations, or whose fit fails, is dropped
+    (``n_boot_ok``).
+    """
+    from threadpoolctl import threadpool_limits
+
     X, _ = _design(sub, keep, by_group)
     stats_ = _PatientStats(sub["value"].to_numpy(float), X, sub["patient_id"].to_numpy())
     order = pd.Index(pd.unique(sub["patient_id"]))
-    patients = {
-        grp: sub.loc[(sub["group"] == grp) if by_group else slice(None), "patient_id"].unique()
-        for grp in keep
-    }
+    counts = np.zeros((n_boot, len(order)))
+    rows = np.arange(n_boot)[:, None]
+    for grp in keep:
+        pats = sub.loc[(sub["group"] == grp) if by_group else slice(None), "patient_id"].unique()
+        pos = order.get_indexer(pats)
+        picked = pos[rng.integers(0, len(pos), (n_boot, len(pos)))]
+        np.add.at(counts, (np.broadcast_to(rows, picked.shape), picked), 1.0)
+    usable = ~np.any(counts @ stats_.S == 0, axis=1)
     draws = []
-    for _ in range(n_boot):
-        counts = np.zeros(len(order))
-        for grp in keep:
-            picked = rng.choice(patients[grp], size=len(patients[grp]), replace=True)
-            np.add.at(counts, order.get_indexer(picked), 1.0)
-        if np.any(counts @ stats_.S == 0):
-            continue
-        params, _, _, ok = stats_.fit(counts, reml=True)
-        if not ok:
-            continue
-        row = list(params)
-        if contrast_L is not None:
-            row.append(float(contrast_L @ params))
-        draws.append(row)
-    return np.asarray(draws, dtype=float).reshape(len(draws), -1)
+    for start in range(0, n_boot, _BOOT_BLOCK):
+        block = counts[start : start + _BOOT_BLOCK][usable[start : start + _BOOT_BLOCK]]
+        if len(block):
+            # many tiny matrices: BLAS threads only add overhead (and stall on a busy node)
+            with threadpool_limits(1):
+                params, ok = stats_.fit_many(block, reml=True)
+            params = params[ok]
+            if contrast_L is not None:
+                params = np.column_stack([params, params @ contrast_L])
+            draws.append(params)
+        if progress is not None:
+            progress.update(min(_BOOT_BLOCK, n_boot - start))
+    width = len(names) + (contrast_L is not None)
+    return np.concatenate(draws) if draws else np.empty((0, width))
 
 
 def _within_df(X, groups):
@@ -269,11 +205,15 @@ def _within_df(X, groups):
     return int(len(groups) - np.linalg.matrix_rank(np.column_stack([X, Z])))
 
 
-def _fit_feature(sub, visits, baseline, min_patients, n_boot, rng, by_group, interaction_test):
+def _fit_feature(
+    sub, visits, baseline, min_patients, n_boot, rng, by_group, interaction_test, progress=None
+):
     """All rows for one feature and one model family (by response group, or everyone)."""
     rows = []
     keep = _cells(sub, visits, baseline, min_patients, by_group)
     if not keep:
+        if progress is not None:
+            progress.update(n_boot)
         return rows
     sub = _subset(sub, keep, by_group)
     X, names = _design(sub, keep, by_group)
@@ -295,7 +235,9 @@ def _fit_feature(sub, visits, baseline, min_patients, n_boot, rng, by_group, int
                 L[names.index(("visit", "non-responder", v))] -= 1 / len(both)
     boot = None
     if n_boot > 0 and params is not None:
-        boot = _bootstrap(sub, keep, by_group, names, L, n_boot, rng)
+        boot = _bootstrap(sub, keep, by_group, names, L, n_boot, rng, progress)
+    elif progress is not None:
+        progress.update(n_boot)
     tq = stats.t.ppf(0.975, ddf) if ddf > 0 else np.nan
     gcol = sub["group"] if by_group else pd.Series("all", index=sub.index)
     for i, (kind, grp, v) in enumerate(names):
@@ -445,7 +387,10 @@ def fit_visit_by_response(
     d["is_baseline"] = d["visit"] == baseline
     d["patient_id"] = d["patient_id"].astype(str)
     rows = []
-    for feature in sorted(d["feature"].unique(), key=str):
+    features = sorted(d["feature"].unique(), key=str)
+    # two models per feature (by response group, everyone), n_boot refits each
+    progress = Progress("mixed-model bootstrap", 2 * n_boot * len(features), "resamples")
+    for feature in features:
         sub = d[d["feature"] == feature].reset_index(drop=True)
         # one stream per feature, so a feature's bootstrap does not depend on the others
         rng = np.random.default_rng([int(seed), zlib.crc32(str(feature).encode())])
@@ -458,9 +403,10 @@ def fit_visit_by_response(
             rng,
             True,
             interaction_test,
+            progress,
         )
         all_rows = _fit_feature(
-            sub, visits, baseline, min_patients, n_boot, rng, False, interaction_test
+            sub, visits, baseline, min_patients, n_boot, rng, False, interaction_test, progress
         )
         for r in grp_rows + all_rows:
             r["feature"] = feature

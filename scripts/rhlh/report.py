@@ -3,6 +3,7 @@ rhlh.figures.report."""
 
 from __future__ import annotations
 
+import base64
 import html
 import importlib.metadata as md
 import platform
@@ -228,6 +229,43 @@ def _de_mode_html(mode: str, permutation_nulls: int = 0) -> str:
     )
 
 
+PATIENTS_TITLE = "The patients: flow and swimmer plot"
+
+
+def patients_html(flow: pd.DataFrame, figures) -> str:
+    """The landing page's pictures of the patients as one HTML fragment (no <html> wrapper, so
+    the report's landing text can include it, and the report shows it as a page too): the
+    patient-flow table (text), then each figure as an embedded PNG with its caption.
+
+    ``figures``: (title, PNG bytes, caption) in display order.
+    """
+    e = html.escape
+    cols = [c for c in ("step", "visit", "n", "note") if c in flow.columns]
+    head = "".join(f"<th>{e(c)}</th>" for c in cols)
+    body = "\n".join(
+        "<tr>" + "".join(f"<td>{e(_cell(v))}</td>" for v in row) + "</tr>"
+        for row in flow[cols].itertuples(index=False, name=None)
+    )
+    parts = [
+        "<div class='rhlh-patients' style='font-family:sans-serif;font-size:13px'>",
+        f"<h2>{e(PATIENTS_TITLE)}</h2>",
+        "<table style='border-collapse:collapse' border='1' cellpadding='3'>"
+        "<caption>Patient flow</caption>",
+        f"<thead><tr>{head}</tr></thead><tbody>\n{body}\n</tbody></table>",
+    ]
+    for title, png, caption in figures:
+        if png[:8] != b"\x89PNG\r\n\x1a\n":
+            raise ValueError(f"{title}: not a PNG image")
+        data = base64.b64encode(png).decode("ascii")
+        parts.append(
+            f"<figure style='margin:1em 0'><img alt='{e(title)}' style='max-width:100%' "
+            f"src='data:image/png;base64,{data}'/><figcaption><b>{e(title)}.</b> "
+            f"{e(' '.join(caption.split()))}</figcaption></figure>"
+        )
+    parts.append("</div>")
+    return "\n".join(parts)
+
+
 def methods_html(
     config: dict, versions: dict[str, str], designs: pd.DataFrame | None = None
 ) -> str:
@@ -277,6 +315,7 @@ def methods_html(
         "until HSCT, Aalen-Johansen cumulative incidence with competing events, Simon "
         "(1989) optimal two-stage design.</p>",
         _clinical_choices(clin),
+        _resampling(config),
         f"<h2>Reproducibility</h2><p>Seed: <b>{e(str(config.get('seed')))}</b>. Same inputs "
         "and seed give identical tables.</p>",
         "<h2>Software versions</h2><table border='1' cellpadding='3'>",
@@ -284,6 +323,30 @@ def methods_html(
     parts += [f"<tr><td>{e(k)}</td><td>{e(v)}</td></tr>" for k, v in versions.items()]
     parts.append("</table></body></html>")
     return "\n".join(parts)
+
+
+def _resampling(config: dict) -> str:
+    """Bootstrap resamples and the Mann-Whitney p-value rule in force, one paragraph."""
+    e = html.escape
+    resp = config.get("response", {})
+    nb = {
+        "mixed models of signatures": config.get("signatures", {}).get("n_boot"),
+        "cytokines": config.get("cytokines", {}).get("n_boot"),
+        "cell-type composition": config.get("singlecell", {}).get("composition_n_boot"),
+        "AUC and Spearman CIs": resp.get("n_boot"),
+    }
+    counts = ", ".join(f"{k} {v}" for k, v in nb.items() if v is not None)
+    return (
+        "<h2>Resampling</h2><p>Percentile 95% CIs from patient-level bootstrap resamples "
+        "(seeded per feature; patients drawn within response group, all patients together for "
+        f"Spearman): {e(counts)}. Mann-Whitney p-values: "
+        "exact without ties; with ties the exact permutation distribution of the mid-rank sum "
+        "over every group arrangement (two-sided P(|W - E W| &gt;= |w - E W|), as R's coin "
+        "package) when "
+        f"there are at most {e(str(resp.get('exact_max_arrangements', '')))} arrangements, else "
+        f"{e(str(resp.get('n_perm', '')))} seeded random arrangements; the table's note says "
+        "which.</p>"
+    )
 
 
 def _clinical_choices(clin: dict) -> str:

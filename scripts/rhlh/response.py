@@ -37,9 +37,12 @@ Tests (per family x feature x measure; endpoint ``responder`` unless stated)
   AUC < 0.5: responders higher. ``ci_low/ci_high``: percentile interval of a patient-level
   bootstrap (patients resampled with replacement within each response group, so both groups
   are always present; seeded per family x feature x measure). p-value: exact null
-  distribution when there are no ties; with ties a permutation test (exact enumeration when the
-  number of group assignments is at most ``n_perm``, else ``n_perm`` seeded random ones);
-  the ``note`` says which.
+  distribution when there are no ties; with ties the exact permutation distribution of the
+  mid-rank sum over every one of the C(n, n_responders) group arrangements (15,504 for 20
+  patients split 5/15) when there are at most ``exact_max`` of them (default
+  ``rhlh.stats.EXACT_MAX_ARRANGEMENTS`` = 1,000,000; config
+  ``response.exact_max_arrangements``), else ``n_perm`` seeded random arrangements; the
+  ``note`` says which and how many.
 * ``logistic``: ``responder ~ z`` with z the feature standardised to SD 1 (statsmodels Logit,
   Newton). ``effect`` = odds ratio of response per 1 SD higher value, Wald 95% CI,
   p-value from the likelihood-ratio test (better than the Wald test at n = 20). Complete or
@@ -76,7 +79,9 @@ import zlib
 import numpy as np
 import pandas as pd
 
+from rhlh.logs import Progress
 from rhlh.stats import (
+    EXACT_MAX_ARRANGEMENTS,
     auc_lower,
     bh_adjust,
     bootstrap_auc_ci,
@@ -325,12 +330,16 @@ def associate(
     level: float = 0.95,
     min_per_group: int = 3,
     note: str = "",
+    exact_max: int = EXACT_MAX_ARRANGEMENTS,
 ) -> pd.DataFrame:
     """Mann-Whitney/AUC, logistic and Spearman rows for each feature x measure (no padj)."""
     resp = as_responders(responders)
     d = measures.merge(resp, on="patient_id", how="inner")
     rows = []
-    for (feature, measure), g in d.groupby(["feature", "measure"], sort=False):
+    groups = d.groupby(["feature", "measure"], sort=False)
+    # tests, bootstrap CIs (n_boot resamples each) and permutations per feature x measure
+    progress = Progress(f"response associations ({family})", groups.ngroups, "feature x measures")
+    for (feature, measure), g in groups:
         rng = _rng_for(seed, family, feature, measure)
         known = g[g["responder"].notna()]
         yb = known["responder"].astype(bool).to_numpy()
@@ -354,7 +363,7 @@ def associate(
                 )
         else:
             auc = auc_lower(x[yb], x[~yb])
-            p, how = mann_whitney(x[yb], x[~yb], rng=rng, n_perm=n_perm)
+            p, how = mann_whitney(x[yb], x[~yb], rng=rng, n_perm=n_perm, exact_max=exact_max)
             lo, hi = bootstrap_auc_ci(x[yb], x[~yb], rng, n_boot=n_boot, level=level)
             rows.append(
                 _row(
@@ -422,6 +431,7 @@ def associate(
                     converged=np.isfinite(sp["pvalue"]),
                 )
             )
+        progress.update()
     return pd.DataFrame(rows, columns=ASSOC_COLUMNS)
 
 
@@ -517,6 +527,7 @@ def response_associations(
     n_perm: int = 9999,
     level: float = 0.95,
     min_per_group: int = 3,
+    exact_max: int = EXACT_MAX_ARRANGEMENTS,
 ) -> pd.DataFrame:
     """The whole association table: ``features`` maps family -> long table, ``models``
     family -> mixed-model table (trajectory rows); BH-adjusted, sorted."""
@@ -538,6 +549,7 @@ def response_associations(
                 level=level,
                 min_per_group=min_per_group,
                 note=note,
+                exact_max=exact_max,
             )
         )
     for family, m in (models or {}).items():

@@ -72,6 +72,43 @@ rule report_methods:
         "../../scripts/report_methods.py"
 
 
+# the clinical captions of the two figures, repeated under them on the landing page
+REPORT_PATIENT_CAPTIONS = {
+    k: (BASE / "workflow" / "report" / f).read_text()
+    for k, f in (
+        ("flow", "clinical_patient_flow.rst"),
+        ("swimmer", "clinical_swimmer.rst"),
+    )
+}
+
+
+rule report_patients:
+    input:
+        flow=res("clinical/patient_flow.tsv"),
+        flow_fig=res("clinical/figures/patient_flow.png"),
+        swimmer=res("clinical/figures/swimmer.png"),
+    output:
+        page=report(
+            res("report/patients.html"),
+            caption="../report/report_patients.rst",
+            category="0. Summary",
+        ),
+    log:
+        logp("report_patients"),
+    benchmark:
+        bench("report_patients")
+    conda:
+        "../../envs/rhlh.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    params:
+        captions=REPORT_PATIENT_CAPTIONS,
+    script:
+        "../../scripts/report_patients.py"
+
+
 # key tables as HTML pages: the report shows a TSV only as a download link, an HTML page in
 # the page itself; name: (source, title, rows shown, caption, category)
 REPORT_TABLES = {
@@ -146,5 +183,6 @@ TARGETS["report"] = [
     res("report/headline.tsv"),
     res("report/headline.html"),
     res("report/methods.html"),
+    res("report/patients.html"),
     *[res(f"report/tables/{k}.html") for k in REPORT_TABLES],
 ]

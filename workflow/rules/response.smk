@@ -64,6 +64,7 @@ rule response_associations:
         skip_uninformative=RESP["skip_uninformative_cytokines"],
         n_boot=RESP["n_boot"],
         n_perm=RESP["n_perm"],
+        exact_max_arrangements=RESP["exact_max_arrangements"],
         min_per_group=RESP["min_per_group"],
     script:
         "../../scripts/response_associations.py"

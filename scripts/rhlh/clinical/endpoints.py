@@ -6,6 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from rhlh.clinical.pk import median_ci as median_order_stat_ci
+from rhlh.clinical.pk import median_order_ci
 from rhlh.clinical.responders import W8_OR_PRECOND, primary_endpoint_status, visit_status
 from rhlh.contract.timeline import fmt_day, patient_days, response_rows
 from rhlh.survival import (
@@ -476,28 +478,43 @@ def endpoints_table(
             )
     if pk is not None:
         for r in pk[pk["matrix"] == "csf"].itertuples(index=False):
+            ci = median_order_ci(int(r.n))
+            how = (
+                f"95% CI: order statistics {ci[0]} and {ci[1]} of {r.n} "
+                f"({ci[2]:.1%} coverage, distribution-free; below-LLOQ readings ranked lowest, "
+                "a limit below the LLOQ left empty)"
+                if ci[0]
+                else "too few readings for a 95% CI"
+            )
             rows.append(
                 (
                     f"CSF ruxolitinib at {r.visit} (median)",
                     r.median,
-                    np.nan,
-                    np.nan,
+                    r.median_ci_low,
+                    r.median_ci_high,
                     r.n,
-                    f"{r.summary}; no CI (descriptive)",
+                    f"{r.summary}; {how}",
                 )
             )
     if pk_ratio is not None and len(pk_ratio):
-        ok = pk_ratio["ratio"].dropna()
-        cens = int((pk_ratio["censor_csf"] == "<").sum())
+        paired = pk_ratio[pk_ratio["ratio"].notna()]
+        csf_below = paired["censor_csf"] == "<"
+        cens = int(csf_below.sum())
+        ok = paired["ratio"]
+        # the median keeps the substituted CSF values (as before); its CI does not: a ratio
+        # with a censored CSF value may lie anywhere below its bound, so the interval holds
+        # for any position of those readings
+        ci = median_order_stat_ci(paired.loc[~csf_below, "ratio"], cens, censored_lowest=False)
         rows.append(
             (
                 "CSF/plasma ruxolitinib ratio (median of paired draws)",
                 float(ok.median()) if len(ok) else np.nan,
-                np.nan,
-                np.nan,
+                ci["ci_low"],
+                ci["ci_high"],
                 len(ok),
                 f"{len(ok)} paired draws with a quantified plasma value; {cens} CSF readings "
-                "below LLOQ among them (substituted); no CI (descriptive)",
+                f"below LLOQ among them (substituted in the median); 95% CI: {ci['note']}, "
+                "widened to hold wherever the below-LLOQ ratios lie",
             )
         )
     return pd.DataFrame(rows, columns=ENDPOINT_COLUMNS)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from rhlh.contract.lab import parse_value
 from rhlh.contract.timeline import day_values
@@ -56,12 +57,73 @@ def pk_values(pk: pd.DataFrame, substitution: str = "lloq/2") -> pd.DataFrame:
     )
 
 
+def median_order_ci(n: int, level: float = 0.95) -> tuple[int, int, float]:
+    """Distribution-free CI of a median from order statistics: (l, u, coverage) such that
+    [x_(l), x_(u)] (1-based, u = n + 1 - l) covers the population median with probability
+    1 - 2 P(B <= l - 1), B ~ Binomial(n, 1/2), the largest l whose coverage is at least
+    ``level`` (Hahn & Meeker; n = 20 gives the 6th and 15th values, 95.9%). (0, 0, nan) when
+    n is too small for that coverage (n <= 5 at 95%)."""
+    alpha = 1.0 - level
+    lower = 0
+    while lower + 1 <= (n + 1) // 2 and 2.0 * stats.binom.cdf(lower, n, 0.5) <= alpha:
+        lower += 1
+    if lower == 0:
+        return 0, 0, np.nan
+    return lower, n + 1 - lower, float(1.0 - 2.0 * stats.binom.cdf(lower - 1, n, 0.5))
+
+
+def median_ci(
+    quantified, n_censored: int = 0, censored_lowest: bool = True, level: float = 0.95
+) -> dict:
+    """Order-statistic CI of the median (:func:`median_order_ci`) of ``quantified`` values and
+    ``n_censored`` readings known only to be below their LLOQ, never using a substituted value.
+
+    ``censored_lowest``: the censored readings lie below every quantified one (concentrations:
+    below the LLOQ); a limit that falls on one of them is below the LLOQ and left NaN (the
+    note says so; for the upper limit the LLOQ itself would be a valid, wider bound). Without
+    it (CSF / plasma ratios, where a censored CSF value's rank is unknown) the interval is
+    widened to hold wherever they lie: censored readings are put lowest for the lower limit
+    and highest for the upper one. Returns ci_low, ci_high, coverage, n and a note."""
+    x = np.sort(np.asarray(quantified, dtype=float))
+    x = x[np.isfinite(x)]
+    k = int(n_censored)
+    n = len(x) + k
+    lo, u, cover = median_order_ci(n, level)
+    out = {"ci_low": np.nan, "ci_high": np.nan, "coverage": cover, "n": n, "note": ""}
+    if lo == 0:
+        out["note"] = f"too few readings ({n}) for a {level:.0%} order-statistic CI"
+        return out
+    below = []
+    # lower limit: censored readings first in both cases
+    if lo > k:
+        out["ci_low"] = float(x[lo - k - 1])
+    else:
+        below.append("lower")
+    if censored_lowest:
+        if u > k:
+            out["ci_high"] = float(x[u - k - 1])
+        else:
+            below.append("upper")
+    elif u <= len(x):  # censored readings put last
+        out["ci_high"] = float(x[u - 1])
+    else:
+        below.append("upper")
+    note = f"order statistics {lo} and {u} of {n} ({cover:.1%} coverage, distribution-free)"
+    if below:
+        where = "below the LLOQ" if censored_lowest else "not bounded (censored readings)"
+        note += f"; {' and '.join(below)} limit {where}: left empty"
+    out["note"] = note
+    return out
+
+
 PK_SUMMARY_COLUMNS = [
     "matrix",
     "visit",
     "n",
     "n_below_lloq",
     "median",
+    "median_ci_low",
+    "median_ci_high",
     "q1",
     "q3",
     "min",
@@ -73,8 +135,10 @@ PK_SUMMARY_COLUMNS = [
 
 
 def pk_summary(values: pd.DataFrame, visits=None) -> pd.DataFrame:
-    """Per matrix and visit: n, n_below_lloq, median, q1, q3, min, max, geo_mean (values > 0),
-    lloq (largest limit of the censored readings) and a printable ``summary``.
+    """Per matrix and visit: n, n_below_lloq, median with its distribution-free 95% CI
+    (``median_ci_low/high``, :func:`median_ci`: order statistics, below-LLOQ readings ranked
+    lowest, a limit below the LLOQ left empty), q1, q3, min, max, geo_mean (values > 0), lloq
+    (largest limit of the censored readings) and a printable ``summary``.
 
     A quantile is never a substituted value: the median, a quartile or the minimum whose lower
     order statistic is a below-LLOQ reading is left empty; when more than half the readings
@@ -103,6 +167,7 @@ def pk_summary(values: pd.DataFrame, visits=None) -> pd.DataFrame:
         q1 = np.nan if censored_at(0.25) else q1
         q3 = np.nan if censored_at(0.75) else q3
         hi = v.max() if len(v) and not censored_at(1.0) else np.nan
+        ci = median_ci(g.loc[g["censor"] != "<", "value"], k)
         if censored_at(0.5):
             med = np.nan
         if n and k > n / 2:
@@ -118,7 +183,9 @@ def pk_summary(values: pd.DataFrame, visits=None) -> pd.DataFrame:
                 text += f"; {k}/{n} below LLOQ"
         else:
             text = "no readings"
-        rows.append((matrix, visit, n, k, med, q1, q3, lo, hi, gm, lloq, text))
+        rows.append(
+            (matrix, visit, n, k, med, ci["ci_low"], ci["ci_high"], q1, q3, lo, hi, gm, lloq, text)
+        )
     out = pd.DataFrame(rows, columns=PK_SUMMARY_COLUMNS)
     order = list(visits) if visits is not None else sorted(out["visit"].unique())
     out["_o"] = out["visit"].map({v: i for i, v in enumerate(order)}).fillna(len(order))
