@@ -1,0 +1,95 @@
+"""Whole runs side by side: one lock per results root (two cohorts at once from one working
+directory, a second run on a busy root refused)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from rhlh_dev.simulate import simulate_cohort, write_cohort
+
+from .conftest import EXAMPLE, REPO, SNAKEMAKE, run_workflow
+
+pytestmark = pytest.mark.slow
+
+
+def _popen(workdir, log, config, targets):
+    cmd = [
+        SNAKEMAKE,
+        *targets,
+        "-s",
+        str(REPO / "Snakefile"),
+        "-d",
+        str(workdir),
+        "--cores",
+        "1",
+        "--configfile",
+        str(REPO / "config" / "config.yaml"),
+        "--config",
+        *[f"{k}={v}" for k, v in config.items()],
+    ]
+    env = dict(os.environ, PYTHONHASHSEED="0")
+    return subprocess.Popen(
+        cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env
+    )
+
+
+def test_two_cohorts_at_once_and_a_busy_results_root_refused(tmp_path):
+    """Two cohorts from one working directory (one .snakemake/) at once both complete; while
+    the first is running (after the second ended, which removes Snakemake's shared lock folder)
+    another run on the first one's results root is refused with a lock message."""
+    small = tmp_path / "small"
+    write_cohort(simulate_cohort(n_patients=6, n_genes=300, seed=11), small, "tsv")
+    cfg_a = {"cohort": str(EXAMPLE), "results": "res_a"}
+    cfg_b = {"cohort": str(small), "results": "res_b"}
+    # on one core: validation, the cytokine and signature mixed models (about a minute)
+    target_a = ["res_a/cytokines/mixed_models.tsv", "res_a/signatures/mixed_models.tsv"]
+    target_b = ["res_b/inputs/summary.tsv", "res_b/clinical/responders.tsv"]
+    log_a = open(tmp_path / "a.log", "w")
+    a = _popen(tmp_path, log_a, cfg_a, target_a)
+    try:
+        b = run_workflow(tmp_path, config=cfg_b, targets=target_b, timeout=600)
+        assert b.returncode == 0, b.stderr[-3000:]
+        assert (tmp_path / "res_b/clinical/responders.tsv").exists()
+        assert a.poll() is None, "the first run ended before the test could use it"
+        for extra in ((), ("--workflow-profile", "none"), ("--unlock",)):
+            c = run_workflow(tmp_path, *extra, config=cfg_a, targets=target_a, timeout=300)
+            assert c.returncode != 0, (extra, c.stderr[-2000:])
+            assert "Results root 'res_a' is locked: another run is using it" in c.stderr
+            assert f"pid {a.pid}" in c.stderr
+            assert "IncompleteFilesException" not in c.stderr + c.stdout
+            assert "Traceback" not in c.stderr
+        assert a.poll() is None, "the refusals must have happened while the first run was live"
+        assert a.wait(timeout=900) == 0, (tmp_path / "a.log").read_text()[-3000:]
+    finally:
+        if a.poll() is None:
+            os.killpg(a.pid, signal.SIGKILL)
+            a.wait()
+        log_a.close()
+    text = (tmp_path / "a.log").read_text()
+    assert "FileNotFoundError" not in text
+    assert all((tmp_path / t).stat().st_size > 0 for t in target_a)
+    # the lock ends with its run: the same root is free again, nothing left to do
+    r = run_workflow(tmp_path, "-n", config=cfg_a, targets=target_a)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "Nothing to be done" in r.stdout + r.stderr
+
+
+def test_lock_is_released_when_a_run_is_killed(tmp_path):
+    """kill -9 of a run leaves no lock of ours behind (the kernel drops it)."""
+    log = open(tmp_path / "a.log", "w")
+    cfg = {"cohort": str(EXAMPLE), "results": "results"}
+    proc = _popen(tmp_path, log, cfg, ["results/cytokines/mixed_models.tsv"])
+    deadline = time.time() + 300
+    while time.time() < deadline and "rule " not in (tmp_path / "a.log").read_text():
+        time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    log.close()
+    r = run_workflow(tmp_path, "-n", config=cfg)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "is locked: another run" not in r.stderr
