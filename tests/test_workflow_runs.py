@@ -1,5 +1,6 @@
-"""Whole runs side by side: one lock per results root (two cohorts at once from one working
-directory, a second run on a busy root refused)."""
+"""Whole runs side by side and runs that fail: one lock per results root (two cohorts at once
+from one working directory, a second run on a busy root refused), and the failing rule's log
+holding its error."""
 
 from __future__ import annotations
 
@@ -93,3 +94,19 @@ def test_lock_is_released_when_a_run_is_killed(tmp_path):
     r = run_workflow(tmp_path, "-n", config=cfg)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "is locked: another run" not in r.stderr
+
+
+def test_failing_rule_has_its_error_in_its_log(tmp_path, cohort_copy):
+    """A rule script that raises: its log file (the one Snakemake's error names) holds the
+    error and its traceback."""
+    cfg = {"cohort": "cohort", "results": "results"}
+    counts = "results/inputs/validated/counts.h5ad"
+    r = run_workflow(tmp_path, config=cfg, targets=[counts])
+    assert r.returncode == 0, r.stderr[-3000:]
+    (tmp_path / counts).write_bytes(b"this is not an h5ad file\n")  # a damaged derived file
+    r = run_workflow(tmp_path, config=cfg, targets=["results/expression/normalized.h5ad"])
+    assert r.returncode != 0
+    log = (tmp_path / "results/logs/expression_normalize/log.txt").read_text()
+    assert "ERROR the step stopped:" in log, log
+    assert "Traceback (most recent call last)" in log
+    assert "file signature not found" in log  # the error itself, from h5py
