@@ -1,6 +1,6 @@
-"""Whole runs side by side and runs that fail: one lock per results root (two cohorts at once
-from one working directory, a second run on a busy root refused), and the failing rule's log
-holding its error."""
+"""Whole runs side by side and runs that fail or skip: one lock per results root (two cohorts
+at once from one working directory, a second run on a busy root refused), the failing rule's
+log holding its error, and a small cohort whose group comparisons are skipped, not failed."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from rhlh import tables
 from rhlh_dev.simulate import simulate_cohort, write_cohort
 
 from .conftest import EXAMPLE, REPO, SNAKEMAKE, run_workflow
@@ -110,3 +111,29 @@ def test_failing_rule_has_its_error_in_its_log(tmp_path, cohort_copy):
     assert "ERROR the step stopped:" in log, log
     assert "Traceback (most recent call last)" in log
     assert "file signature not found" in log  # the error itself, from h5py
+
+
+def test_small_cohort_without_non_responders_runs_to_the_end(tmp_path):
+    """A valid but small cohort (3 patients, all responders): what needs both response groups
+    is skipped with a line in its log and in the report's headline, everything else runs."""
+    cohort = simulate_cohort(n_patients=3, n_genes=300, seed=4, responder_fraction=1.0)
+    write_cohort(cohort, tmp_path / "cohort", "tsv")
+    r = run_workflow(tmp_path, config={"cohort": "cohort", "results": "results"})
+    assert r.returncode == 0, r.stderr[-4000:]
+    assert "Traceback" not in r.stderr
+    res = tmp_path / "results"
+    responders = tables.read_responders(res / "clinical/responders.tsv")
+    assert len(responders) == 3 and responders["responder"].eq(True).all()
+    skipped = tables.read_de_skipped(res / "de/skipped.tsv")
+    assert list(skipped["design"]) == ["time_by_response"]
+    assert "no non-responder among the 3 patient(s)" in skipped["reason"].iloc[0]
+    lrt = tables.read_de_table(res / "de/lrt_time_by_response.tsv")
+    assert lrt["pvalue"].isna().all() and lrt["reason"].str.startswith("no non-responder").all()
+    assert tables.read_de_table(res / "de/lrt_time.tsv")["pvalue"].notna().any()
+    assert "design time_by_response: skipped" in (res / "logs/de_fit/log.txt").read_text()
+    for rule in ("signatures_models", "cytokines_models", "response_associations"):
+        log = (res / "logs" / rule / "log.txt").read_text()
+        assert "skipped: " in log and "0 non-responder(s)" in log, (rule, log)
+    headline = tables.read_result(res / "report/headline.tsv")
+    assert "skipped" in set(headline["topic"])
+    assert (res / "report/tables/de_skipped.html").exists()
