@@ -130,6 +130,10 @@ def test_small_cohort_without_non_responders_runs_to_the_end(tmp_path):
     lrt = tables.read_de_table(res / "de/lrt_time_by_response.tsv")
     assert lrt["pvalue"].isna().all() and lrt["reason"].str.startswith("no non-responder").all()
     assert tables.read_de_table(res / "de/lrt_time.tsv")["pvalue"].notna().any()
+    # a visit nobody reached (no D56 draw in this cohort): its table, every gene, no statistics
+    assert "\tD56\t" not in (tmp_path / "cohort/samples.tsv").read_text()
+    d56 = tables.read_de_table(res / "de/visit/D56_vs_D0.tsv")
+    assert len(d56) == 300 and d56["pvalue"].isna().all()
     assert "design time_by_response: skipped" in (res / "logs/de_fit/log.txt").read_text()
     for rule in ("signatures_models", "cytokines_models", "response_associations"):
         log = (res / "logs" / rule / "log.txt").read_text()
