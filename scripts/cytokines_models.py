@@ -4,7 +4,7 @@ from rhlh import cytokines as cy
 from rhlh import tables
 from rhlh.io import write_tsv
 from rhlh.logs import setup_logging
-from rhlh.longitudinal import change_from_baseline, fit_visit_by_response
+from rhlh.longitudinal import change_from_baseline, fit_visit_by_response, response_groups_note
 
 sm = snakemake  # noqa: F821
 log = setup_logging(sm)
@@ -13,6 +13,11 @@ values = tables.read_cytokine_values(sm.input.values)
 values["uninformative"] = values["uninformative"].astype(str) == "True"
 samples = values[["sample_id", "patient_id", "visit", "day"]].drop_duplicates("sample_id")
 responders = tables.read_responders(sm.input.responders)
+note = response_groups_note(
+    responders, "the per-group rows of the missing group and the responder x visit interaction"
+)
+if note:
+    log.warning(note)
 long = cy.model_table(values.drop(columns=["patient_id", "visit", "day"]), samples, responders)
 
 change = change_from_baseline(long, "value", "feature", baseline=p.baseline)

@@ -57,9 +57,11 @@ if unknown:
 
 
 def skip_design(spec, reason):
-    """A cell type too sparse for this design: every table of the design written without
-    statistics (with the reason), its samples listed as dropped, the design in skipped."""
-    log.warning("cell type %s, design %s: not tested: %s", cell_type, spec.id, reason)
+    """A design this cohort (or a cell type too sparse) cannot estimate: every table of the
+    design written without statistics (with the reason), its samples listed as dropped, the
+    design in skipped."""
+    where = "" if cell_type is None else f"cell type {cell_type}, "
+    log.warning("%sdesign %s: skipped, not tested: %s", where, spec.id, reason)
     genes = counts.index if len(counts) else all_genes
     for key in de_data.contrast_ids(spec, p.visits, p.baseline):
         if f"{spec.id}/{key}" in paths:
@@ -69,7 +71,7 @@ def skip_design(spec, reason):
         table = de_data.untested_lrt_table(genes, names, gene_sets, reason)
         write_tsv(table, paths[f"lrt_{key}"])
     ids = samples["sample_id"].astype(str).to_numpy()
-    reason_text = f"cell type not tested: {reason}"
+    reason_text = f"{'design' if cell_type is None else 'cell type'} not tested: {reason}"
     dropped.append(pd.DataFrame({"sample_id": ids, "reason": reason_text, "design": spec.id}))
     skipped.append(de_data.skipped_row(cell_type, spec.id, samples, reason))
 
@@ -83,6 +85,11 @@ for spec in parse_design_specs(p.designs, source="config (de.designs)"):
     log.info("design %s: %s", spec.id, spec.formula)
     if untestable is not None:
         skip_design(spec, untestable)
+        continue
+    # a valid but small cohort without both response groups: the design is skipped, not failed
+    no_groups = de_data.response_groups_missing(spec, samples)
+    if no_groups is not None:
+        skip_design(spec, no_groups)
         continue
     try:
         result = de.run_design(
@@ -148,12 +155,11 @@ for spec in parse_design_specs(p.designs, source="config (de.designs)"):
     dropped.append(result.dropped_samples.assign(design=spec.id))
 
 out_columns = ["design", "gene_id", "sample_id", "count", "expected", "score", "replaced"]
-# every design skipped (a cell type too sparse): a header only
+# every design skipped (a cell type too sparse, a cohort of responders only): a header only
 out = pd.concat(outliers, ignore_index=True) if outliers else pd.DataFrame(columns=out_columns)
 out = out[out_columns]
 write_tsv(out.sort_values(["design", "gene_id", "sample_id"]), sm.output.outliers)
 drop = pd.concat(dropped, ignore_index=True)[["design", "sample_id", "reason"]]
 write_tsv(drop.sort_values(["design", "sample_id"]), sm.output.dropped)
-if "skipped" in sm.output.keys():
-    write_tsv(pd.DataFrame(skipped, columns=DE_SKIPPED_COLUMNS), sm.output.skipped)
+write_tsv(pd.DataFrame(skipped, columns=DE_SKIPPED_COLUMNS), sm.output.skipped)
 log.info("done: %d outlier counts, %d dropped design samples", len(out), len(drop))

@@ -7,6 +7,7 @@ from rhlh import response as rs
 from rhlh import tables
 from rhlh.io import write_tsv
 from rhlh.logs import setup_logging
+from rhlh.longitudinal import response_groups_note
 
 sm = snakemake  # noqa: F821
 log = setup_logging(sm)
@@ -15,6 +16,14 @@ inp = dict(sm.input.items())
 
 
 responders = tables.read_responders(inp["responders"])
+note = response_groups_note(
+    responders,
+    "the responder vs non-responder tests (Mann-Whitney AUC, logistic), written without "
+    "statistics with the reason in 'note'",
+    p.min_per_group,
+)
+if note:
+    log.warning(note)
 features, models = {}, {}
 if "scores" in inp:
     features["signature"] = rs.signature_long(tables.read_scores(inp["scores"]), p.score_method)

@@ -3,6 +3,7 @@
 from rhlh import tables
 from rhlh.io import write_tsv
 from rhlh.logs import setup_logging
+from rhlh.longitudinal import response_groups_note
 from rhlh.signatures.models import (
     fit_signature_models,
     mean_change_table,
@@ -14,6 +15,11 @@ log = setup_logging(sm)
 p = sm.params
 scores = tables.read_scores(sm.input.scores)
 responders = tables.read_responders(sm.input.responders)
+note = response_groups_note(
+    responders, "the per-group rows of the missing group and the responder x visit interaction"
+)
+if note:
+    log.warning(note)
 change = signature_change_from_baseline(scores, responders, methods=p.methods, baseline=p.baseline)
 write_tsv(change, sm.output.change)
 write_tsv(mean_change_table(change, p.visits, p.baseline), sm.output.mean_change)

@@ -762,6 +762,66 @@ CASES += [
 ]
 
 
+def _plaus_error(check):
+    return {"plausibility": {"visit_day": "off", "after_hsct": "off", check: "error"}}
+
+
+N_EVENT_ROWS = len((REPO / "example" / "cohort" / "events.tsv").read_text().splitlines())
+
+CASES += [
+    (
+        "event_before_d0",
+        _replace_col("events.tsv", "day", 2, "-5"),
+        "events.tsv",
+        [
+            "event 'thrombocytopenia' dated day -5, before D0",
+            "row 2",
+            "column 'day'",
+            "plausibility.event_before_d0: error",
+        ],
+        _plaus_error("event_before_d0"),
+    ),
+    (
+        "event_after_death",
+        _replace_col("events.tsv", "day", 2, "45"),
+        "events.tsv",
+        ["dated day 45, after the patient's death (death_day 40)", "row 2", "column 'day'"],
+        _plaus_error("event_after_followup"),
+    ),
+    (
+        "event_after_last_followup",
+        _append("events.tsv", "P002\t90\tadverse_event\tanaemia\t1\tnew"),
+        "events.tsv",
+        [
+            "event 'anaemia' dated day 90, after the patient's last follow-up "
+            "(last_followup_day 79)",
+            f"row {N_EVENT_ROWS + 1}",
+            "plausibility.event_after_followup",
+        ],
+        _plaus_error("event_after_followup"),
+    ),
+    (
+        "cytokine_plain_value_below_lloq",
+        _replace_col("cytokines.tsv", "value", 2, "1.5"),
+        "cytokines.tsv",
+        [
+            "IFN-γ reading 1.5 pg/mL of sample P001_D0 is below its LLOQ (3.2 pg/mL)",
+            "row 2",
+            "column 'value'",
+            "plausibility.cytokine_range",
+        ],
+        _plaus_error("cytokine_range"),
+    ),
+    (
+        "cytokine_plain_value_above_uloq",
+        _replace_col("cytokines.tsv", "value", 3, "25000"),
+        "cytokines.tsv",
+        ["MIG reading 25000 pg/mL", "above its ULOQ (10000 pg/mL)", "row 3", "column 'value'"],
+        _plaus_error("cytokine_range"),
+    ),
+]
+
+
 def _keep_patients(*keep):
     """Cut the cohort down to the patients ``keep`` (every table and the counts)."""
 
@@ -1050,6 +1110,27 @@ def test_plausibility_warnings_are_collected(cohort_copy):
     assert list(table["severity"]) == ["warn", "warn"] and set(table["check"]) == {"visit_day"}
     cfg["plausibility"] = dict(cfg["plausibility"], visit_day="off")
     assert validate_cohort(cfg).warnings == [w for w in cohort.warnings if w not in found]
+
+
+def test_event_and_cytokine_warnings_are_collected(cohort_copy):
+    """The event and cytokine checks warn by default: validation passes, and the findings are
+    in the validation warnings and the warnings table (inputs/warnings.tsv)."""
+    from rhlh.contract.validate import plausibility_table, resolve_inputs
+
+    _replace_col("events.tsv", "day", 2, "-5")(cohort_copy)
+    _replace_col("cytokines.tsv", "value", 2, "1.5")(cohort_copy)
+    cfg = _config(cohort_copy)
+    assert cfg["plausibility"]["event_before_d0"] == "warn"
+    assert cfg["plausibility"]["cytokine_range"] == "warn"
+    warnings = validate_cohort(cfg).warnings
+    assert any("events.tsv, row 2, column 'day': event 'thrombocytopenia'" in w for w in warnings)
+    assert any("row 2, column 'value': IFN-γ reading 1.5 pg/mL" in w for w in warnings)
+    table = plausibility_table(resolve_inputs(cfg), cfg)
+    assert list(table["check"]) == ["event_before_d0", "cytokine_range"]
+    assert list(table["file"]) == ["events.tsv", "cytokines.tsv"]
+    assert list(table["row"]) == [2, 2] and list(table["severity"]) == ["warn", "warn"]
+    cfg["plausibility"] = dict(cfg["plausibility"], event_before_d0="off", cytokine_range="off")
+    assert plausibility_table(resolve_inputs(cfg), cfg).empty
 
 
 def test_example_has_no_plausibility_warning():

@@ -1,10 +1,18 @@
-"""rhlh.logs.Progress: throttled progress lines (fake clock, no sleeping)."""
+"""rhlh.logs: throttled progress lines (fake clock, no sleeping); the error that stops a rule
+script written to its log."""
 
 from __future__ import annotations
 
+import ast
 import logging
+import subprocess
+import sys
+from pathlib import Path
 
-from rhlh.logs import Progress, progress_line
+import pytest
+
+from rhlh.errors import InputError
+from rhlh.logs import Progress, log_uncaught, progress_line, setup_logging
 
 
 class FakeClock:
@@ -52,3 +60,74 @@ def test_progress_shares_its_cadence_and_skips_short_steps():
     assert nxt.update(1) == "next: 1/4 genes (25%), 2 s elapsed, about 6 s left"
     clock.t += 1
     assert nxt.update(1) is None
+
+
+# --- the error that stops a rule script is in the rule's log ---------------------------------
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_uncaught_error_goes_to_the_log_file_with_its_traceback(tmp_path, capsys):
+    logfile = tmp_path / "rule.log"
+    log = setup_logging(logfile=logfile, name="rhlh.test_uncaught")
+    assert sys.excepthook is not sys.__excepthook__
+    try:
+        raise InputError("cohort/samples.tsv", "visit not in the protocol", row=3, column="visit")
+    except InputError:
+        log_uncaught(log, *sys.exc_info())
+    text = logfile.read_text()
+    assert "ERROR the step stopped: Invalid input: file cohort/samples.tsv, row 3" in text
+    assert "Traceback (most recent call last)" in text
+    err = capsys.readouterr().err
+    # bad input: the console gets the message, not a stack
+    assert "Invalid input: file cohort/samples.tsv, row 3, column 'visit'" in err
+    assert "Traceback" not in err
+    try:
+        {}["missing"]
+    except KeyError:
+        log_uncaught(log, *sys.exc_info())
+    assert "the step stopped: KeyError: 'missing'" in logfile.read_text()
+    assert "Traceback" in capsys.readouterr().err  # a bug shows its stack on the console too
+    sys.excepthook = sys.__excepthook__
+
+
+def test_a_script_that_raises_leaves_its_error_in_the_log(tmp_path):
+    """The real path: a process whose script raised after setup_logging."""
+    logfile = tmp_path / "job.log"
+    code = (
+        f"import sys; sys.path.insert(0, {str(REPO / 'scripts')!r})\n"
+        "from rhlh.logs import setup_logging\n"
+        "from rhlh.errors import InputError\n"
+        f"log = setup_logging(logfile={str(logfile)!r})\n"
+        "log.info('started')\n"
+        "raise InputError('x.tsv', 'bad value', row=2, column='day')\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 1
+    text = logfile.read_text()
+    assert "INFO started" in text and "Invalid input: file x.tsv, row 2, column 'day'" in text
+    assert "Traceback" in text and "Traceback" not in r.stderr
+
+
+def _first_call_is_setup_logging(path: Path) -> bool:
+    """Whether the module's first statement that is not an import, docstring or plain name
+    binding (``sm = snakemake``) calls setup_logging."""
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            continue
+        if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):
+            continue
+        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Name):
+            continue
+        call = node.value if isinstance(node, (ast.Assign, ast.Expr)) else None
+        return (
+            isinstance(call, ast.Call)
+            and getattr(call.func, "id", getattr(call.func, "attr", "")) == "setup_logging"
+        )
+    return False
+
+
+@pytest.mark.parametrize("script", sorted(p.name for p in (REPO / "scripts").glob("*.py")), ids=str)
+def test_every_rule_script_logs_before_it_does_anything(script):
+    """Every rule script sets up its log first, so whatever it raises is in the rule's log."""
+    assert _first_call_is_setup_logging(REPO / "scripts" / script)

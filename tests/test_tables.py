@@ -117,3 +117,74 @@ def test_cell_type_untestable_and_skipped_rows(tmp_path):
     assert back["n_samples"].tolist() == [3, 0]
     assert back["n_patients"].tolist() == [2, 0]
     assert back["reason"].tolist() == ["too few patients", none]
+
+
+def test_designs_needing_both_response_groups_are_skipped_without_them():
+    visit, by_response = parse_design_specs(
+        [
+            {"id": "visit", "formula": "~ patient_id + visit", "contrasts": ["visit"]},
+            {
+                "id": "time_by_response",
+                "formula": "~ patient_id + visit + responder:visit",
+                "reduced": "~ patient_id + visit",
+            },
+        ]
+    )
+    samples = pd.DataFrame(
+        {
+            "sample_id": ["a", "b", "c", "d"],
+            "patient_id": ["P1", "P1", "P2", "P3"],
+            "responder": [True, True, True, None],
+        }
+    )
+    assert de_data.response_groups_missing(visit, samples) is None
+    why = de_data.response_groups_missing(by_response, samples)
+    assert why.startswith("no non-responder among the 2 patient(s) with a known response")
+    samples.loc[3, "responder"] = False
+    assert de_data.response_groups_missing(by_response, samples) is None
+    only_nr = samples.assign(responder=False)
+    assert "no responder among the 3" in de_data.response_groups_missing(by_response, only_nr)
+    unknown = samples.assign(responder=None)
+    assert "no patient with a known response" in de_data.response_groups_missing(
+        by_response, unknown
+    )
+    row = de_data.skipped_row(None, "time_by_response", samples, why)
+    assert row["cell_type"] == "" and row["n_patients"] == 3 and row["n_samples"] == 4
+
+
+def test_response_groups_note():
+    from rhlh.longitudinal import response_groups_note
+
+    both = pd.DataFrame({"patient_id": ["P1", "P2"], "responder": [True, False]})
+    assert response_groups_note(both, "x") is None
+    assert "needs 3 in each group" in response_groups_note(both, "the tests", 3)
+    only = pd.DataFrame({"patient_id": ["P1", "P2"], "responder": [True, True]})
+    note = response_groups_note(only, "the interaction")
+    assert note == (
+        "skipped: the interaction: the cohort has 2 responder(s) and 0 non-responder(s) with a "
+        "known response, and this needs both response groups"
+    )
+
+
+def test_headline_says_what_was_skipped():
+    from rhlh.report import headline
+
+    summary = pd.DataFrame(columns=["section", "item", "value"])
+    endpoints = pd.DataFrame(columns=["endpoint", "estimate", "ci_low", "ci_high", "note"])
+    simon = pd.DataFrame(
+        columns=["design", "stage", "decision", "successes", "n_observed", "threshold"]
+    )
+    responders = pd.DataFrame(
+        {
+            "patient_id": ["P1", "P2"],
+            "responder": [True, True],
+            "response_class": ["CR", "CR"],
+            "reason": ["", ""],
+        }
+    )
+    args = (summary, endpoints, simon, responders, None, None, None, ["D0", "D7"])
+    table = headline(*args)
+    row = table[table["topic"] == "skipped"]
+    assert len(row) == 1 and "no non-responder" in row["finding"].iloc[0]
+    both = responders.assign(responder=[True, False])
+    assert "skipped" not in set(headline(summary, endpoints, simon, both, *args[4:])["topic"])

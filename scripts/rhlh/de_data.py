@@ -89,8 +89,33 @@ def cell_type_untestable(counts: pd.DataFrame, samples: pd.DataFrame) -> str | N
     return None
 
 
+def response_groups_missing(spec, samples: pd.DataFrame) -> str | None:
+    """Why a design with a ``responder`` term cannot be estimated on this cohort (a valid but
+    small cohort with no non-responder, or no responder, among the patients with a known
+    response), else None. ``samples``: the sheet with responder flags (with_responders)."""
+    import re
+
+    if not re.search(r"\bresponder\b", spec.formula):
+        return None
+    known = samples[samples["responder"].notna()] if "responder" in samples else samples[:0]
+    groups = set(known["responder"].astype(bool))
+    if len(groups) >= 2:
+        return None
+    n = int(known["patient_id"].nunique())
+    if not groups:
+        missing = "patient with a known response (clinical/responders.tsv)"
+    else:
+        missing = "non-responder" if True in groups else "responder"
+    return (
+        f"no {missing} among the {n} patient(s) with a known response: the responder "
+        f"terms of {spec.formula} need both response groups"
+    )
+
+
 def skipped_row(cell_type, design_id, samples: pd.DataFrame, reason) -> dict:
-    """One row of de/cell_types_skipped.tsv (DE_SKIPPED_COLUMNS)."""
+    """One row of de/skipped.tsv or de/cell_types_skipped.tsv (DE_SKIPPED_COLUMNS); cell_type
+    is empty for the designs on all samples (bulk)."""
     n_patients = int(samples["patient_id"].nunique()) if len(samples) else 0
-    values = [str(cell_type), str(design_id), int(len(samples)), n_patients, str(reason)]
+    cell = "" if cell_type is None else str(cell_type)
+    values = [cell, str(design_id), int(len(samples)), n_patients, str(reason)]
     return dict(zip(DE_SKIPPED_COLUMNS, values, strict=True))

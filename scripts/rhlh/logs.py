@@ -6,10 +6,16 @@ import logging
 import sys
 import threading
 import time
+import traceback
 
 
 def setup_logging(snakemake=None, logfile=None, name="rhlh") -> logging.Logger:
-    """Log to the rule's log file (``snakemake.log[0]``) and stderr, with timestamps."""
+    """Log to the rule's log file (``snakemake.log[0]``) and stderr, with timestamps.
+
+    It also installs :func:`log_uncaught` as ``sys.excepthook``, so that an error that stops
+    the script ends up in the rule's log (the file Snakemake's error message points to), not
+    only on the console.
+    """
     if logfile is None and snakemake is not None and len(snakemake.log) > 0:
         logfile = snakemake.log[0]
     logger = logging.getLogger(name)
@@ -23,7 +29,34 @@ def setup_logging(snakemake=None, logfile=None, name="rhlh") -> logging.Logger:
         h.setFormatter(fmt)
         logger.addHandler(h)
     logging.captureWarnings(True)
+    sys.excepthook = lambda *exc: log_uncaught(logger, *exc)
     return logger
+
+
+def log_uncaught(logger: logging.Logger, exc_type, exc, tb) -> None:
+    """The error that stops a rule script, written to the rule's log and to stderr.
+
+    The log file gets the message and the full traceback. Bad input (``InputError``, the
+    user's data) shows only its message on the console, which names file, row and column;
+    any other error shows its traceback there too.
+    """
+    from rhlh.errors import InputError
+
+    full = "".join(traceback.format_exception(exc_type, exc, tb)).rstrip()
+    bad_input = isinstance(exc, InputError)
+    first = str(exc) if bad_input else f"{exc_type.__name__}: {exc}"
+    for h in logger.handlers:
+        msg = f"the step stopped: {first}"
+        if isinstance(h, logging.FileHandler) or not bad_input:
+            msg += "\n" + full
+        record = logger.makeRecord(logger.name, logging.ERROR, "", 0, msg, None, None)
+        try:
+            h.handle(record)
+            h.flush()
+        except Exception:  # noqa: BLE001 - reporting must not hide the original error
+            sys.__excepthook__(exc_type, exc, tb)
+    if not logger.handlers:
+        sys.__excepthook__(exc_type, exc, tb)
 
 
 # seconds between progress lines: with blocks of ~1-2 s and stretches of up to ~7 s without

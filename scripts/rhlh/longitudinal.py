@@ -79,6 +79,21 @@ GROUPS = ("responder", "non-responder")
 _BOOT_BLOCK = 1000
 
 
+def response_groups_note(responders: pd.DataFrame, skipped: str, min_per_group: int = 1):
+    """The line a stage logs when a valid but small cohort lacks a response group (no
+    non-responder, no responder, fewer than ``min_per_group`` in one): what is ``skipped``
+    and why; None when both groups are there. ``responders``: rhlh.tables.read_responders."""
+    flags = responders["responder"]
+    n_r, n_nr = int(flags.eq(True).sum()), int(flags.eq(False).sum())
+    if min(n_r, n_nr) >= min_per_group:
+        return None
+    need = "both response groups" if min_per_group <= 1 else f"{min_per_group} in each group"
+    return (
+        f"skipped: {skipped}: the cohort has {n_r} responder(s) and {n_nr} non-responder(s) "
+        f"with a known response, and this needs {need}"
+    )
+
+
 def change_from_baseline(df, value_col, feature_col, baseline="D0", subject="patient_id"):
     """Add ``baseline_value`` and ``change`` (value minus the same patient's baseline value)."""
     for col in (subject, "visit", value_col, feature_col):

@@ -102,6 +102,20 @@ def headline(
     rows.append(
         ("response", "responders (definition in methods)", f"{n_resp}/{len(responders)}", "")
     )
+    n_non = int(as_responders(responders)["responder"].eq(False).sum())
+    if n_resp == 0 or n_non == 0:
+        # a valid but small cohort: what needs both response groups was skipped, not failed
+        rows.append(
+            (
+                "skipped",
+                "analyses comparing response groups (no "
+                f"{'non-responder' if n_resp else 'responder'} in this cohort)",
+                "skipped",
+                "the responder x visit DE design (de/skipped.tsv), the missing group's rows "
+                "and the interaction of the signature and cytokine mixed models, the "
+                "responder vs non-responder association tests (see each rule's log)",
+            )
+        )
     prim = endpoints[endpoints["endpoint"].str.contains("primary", case=False)]
     for r in prim.itertuples():
         rows.append(

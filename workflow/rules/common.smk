@@ -18,6 +18,7 @@ from rhlh.workflow_support import (
     signatures_off,
 )  # noqa: E402
 from rhlh.singlecell import is_single_cell_h5ad  # noqa: E402
+from rhlh.run_lock import ResultsBusy, lock_results  # noqa: E402
 
 # the schema holds every default (config/config.yaml shows the same values): keys a config
 # leaves out are filled in here, so the rule files read config[...] without fallbacks
@@ -35,6 +36,15 @@ config["genesets"] = [
     g if Path(g).is_absolute() or Path(g).exists() else str(BASE / g)
     for g in config["genesets"]
 ]
+# One run per results root: the main process locks <results>/logs/run.lock until it ends
+# (Snakemake's own .snakemake/locks is shared by every results root of this working directory
+# and removed whole by any run that ends; rhlh.run_lock says more)
+if workflow.is_main_process:
+    try:
+        lock_results(RESULTS, command=" ".join(sys.argv)[:300])
+    except ResultsBusy as exc:
+        print(f"\n{exc}\n", file=sys.stderr)
+        sys.exit(1)
 # Validation runs once per change of inputs/config/code, before any job, in the main process;
 # a defect stops the run with one message and writes nothing but the validation log.
 INPUTS = check_inputs_once(config, RESULTS, main_process=workflow.is_main_process)

@@ -58,6 +58,11 @@ rule de_fit:
             category="Differential expression",
         ),
         dropped=res("de/dropped_samples.tsv"),
+        skipped=report(
+            res("de/skipped.tsv"),
+            caption="../report/de_skipped.rst",
+            category="Differential expression",
+        ),
     log:
         logp("de_fit"),
     benchmark:
@@ -126,7 +131,11 @@ rule de_figures:
 
 TARGETS["de"] = (
     rules.de_fit.output.tables
-    + [rules.de_fit.output.outliers, rules.de_fit.output.dropped]
+    + [
+        rules.de_fit.output.outliers,
+        rules.de_fit.output.dropped,
+        rules.de_fit.output.skipped,
+    ]
     + rules.de_figures.output.volcano
     + rules.de_figures.output.ma
     + [rules.de_figures.output.heatmap]

@@ -108,7 +108,9 @@ rule input_summary:
 rule validation_warnings:
     input:
         tables=[
-            INPUTS[t] for t in ("samples", "patients", "responses", "pk") if INPUTS[t]
+            INPUTS[t]
+            for t in ("samples", "patients", "responses", "pk", "events", "cytokines")
+            if INPUTS[t]
         ],
     output:
         report(
@@ -127,7 +129,11 @@ rule validation_warnings:
         mem_mb=1000,
         runtime=10,
     params:
-        config={"visits": config["visits"], "plausibility": config["plausibility"]},
+        config={
+            "visits": config["visits"],
+            "plausibility": config["plausibility"],
+            "cytokines": {"duplicates": config["cytokines"]["duplicates"]},
+        },
         inputs=INPUTS,
     script:
         "../../scripts/inputs_warnings.py"

@@ -140,6 +140,13 @@ REPORT_TABLES = {
         "cytokines_models",
         "Cytokines",
     ),
+    "de_skipped": (
+        "de/skipped.tsv",
+        "DE designs skipped on this cohort",
+        None,
+        "de_skipped",
+        "Differential expression",
+    ),
     "associations": (
         "response/associations.tsv",
         "Associations with response (smallest p-values first)",

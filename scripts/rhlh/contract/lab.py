@@ -344,3 +344,33 @@ def _merge_replicates(g):
     first["lloq"] = g["lloq"].max()
     first["uloq"] = g["uloq"].min()
     return first
+
+
+def range_findings(cytokines: pd.DataFrame, file, settings=None) -> list[dict]:
+    """Plausibility (``cytokine_range``): a reading given as a plain number below its LLOQ or
+    above its ULOQ, i.e. outside the range the assay quantifies but not marked censored (``<``
+    / ``>``); it is analysed as measured. ``cytokines``: parse_cytokines' output (pg/mL)."""
+    from rhlh.contract.timeline import with_severity
+
+    out = []
+    if cytokines is None or not len(cytokines):
+        return out
+    plain = cytokines[(cytokines["censor"] == "none") & cytokines["value"].notna()]
+    for _, r in plain.iterrows():
+        for side, limit, word in (("below", "lloq", "LLOQ"), ("above", "uloq", "ULOQ")):
+            lim = r[limit]
+            if pd.isna(lim) or not (r["value"] < lim if side == "below" else r["value"] > lim):
+                continue
+            out.append(
+                {
+                    "check": "cytokine_range",
+                    "file": str(file),
+                    "row": int(r["row"]),
+                    "column": "value",
+                    "value": f"{r['value']:g}",
+                    "message": f"{r['analyte_raw']} reading {r['value']:g} pg/mL of sample "
+                    f"{r['sample_id']} is {side} its {word} ({lim:g} pg/mL) but not marked "
+                    f"censored ('{'<' if side == 'below' else '>'}'): it is analysed as measured",
+                }
+            )
+    return with_severity(out, settings)

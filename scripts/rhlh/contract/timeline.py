@@ -203,7 +203,13 @@ def check_clinical_consistency(
 # each check: its config key, and what a finding says; severity per check in the config's
 # ``plausibility`` section: "error" stops validation, "warn" lists it in inputs/warnings.tsv
 # and the validation log, "off" skips it
-PLAUSIBILITY_CHECKS = ("visit_day", "after_hsct")
+PLAUSIBILITY_CHECKS = (
+    "visit_day",
+    "after_hsct",
+    "event_before_d0",
+    "event_after_followup",
+    "cytokine_range",
+)
 SEVERITIES = ("error", "warn", "off")
 FINDING_COLUMNS = ["check", "severity", "file", "row", "column", "value", "message"]
 
@@ -270,9 +276,63 @@ def plausibility_findings(
                         f"{fmt_day(k['hsct_day'])}): not on ruxolitinib treatment any more",
                     }
                 )
-    for f in out:
+    return with_severity(out, settings)
+
+
+def with_severity(findings: list[dict], settings: dict | None) -> list[dict]:
+    """Each finding with the severity its check has in ``settings`` (default warn), the ones
+    whose check is "off" left out."""
+    settings = settings or {}
+    for f in findings:
         f["severity"] = settings.get(f["check"], "warn")
-    return [f for f in out if f["severity"] != "off"]
+    return [f for f in findings if f["severity"] != "off"]
+
+
+def event_findings(file, events: pd.DataFrame, patients: pd.DataFrame, settings=None) -> list:
+    """Safety events dated outside the patient's time on study: before D0 (the first
+    ruxolitinib dose, day 0; ``event_before_d0``) or after the last follow-up or the death
+    (``event_after_followup``). ``events``: patient_id, day, term, file row numbers as index."""
+    if events is None or not len(events):
+        return []
+    p = patient_days(patients).set_index("patient_id")
+    out = []
+    for row, r in events.iterrows():
+        day = pd.to_numeric(pd.Series([r["day"]]), errors="coerce").iloc[0]
+        if pd.isna(day) or r["patient_id"] not in p.index:
+            continue
+        k = p.loc[r["patient_id"]]
+        term = str(r.get("term", "")).strip() or "event"
+        found = None
+        if day < 0:
+            found = (
+                "event_before_d0",
+                f"event {term!r} dated day {fmt_day(day)}, before D0 (day 0, the first "
+                "ruxolitinib dose): an event before treatment is not a treatment-emergent event",
+            )
+        elif pd.notna(k["death_day"]) and day > k["death_day"]:
+            found = (
+                "event_after_followup",
+                f"event {term!r} dated day {fmt_day(day)}, after the patient's death "
+                f"(death_day {fmt_day(k['death_day'])})",
+            )
+        elif pd.notna(k["last_followup_day"]) and day > k["last_followup_day"]:
+            found = (
+                "event_after_followup",
+                f"event {term!r} dated day {fmt_day(day)}, after the patient's last follow-up "
+                f"(last_followup_day {fmt_day(k['last_followup_day'])})",
+            )
+        if found:
+            out.append(
+                {
+                    "check": found[0],
+                    "file": str(file),
+                    "row": int(row),
+                    "column": "day",
+                    "value": fmt_day(day),
+                    "message": found[1],
+                }
+            )
+    return with_severity(out, settings)
 
 
 def apply_severity(findings: list[dict]) -> list[str]:

@@ -529,7 +529,7 @@ def validate_cohort(config: dict, base=".", read_counts_fn=None) -> Cohort:
     from rhlh.contract.timeline import apply_severity
 
     timeline_warnings = apply_severity(
-        plausibility(paths, config, samples, patients, responses, pk)
+        plausibility(paths, config, samples, patients, responses, pk, events)
     )
 
     counts = (read_counts_fn or read_counts)(
@@ -561,6 +561,11 @@ def validate_cohort(config: dict, base=".", read_counts_fn=None) -> Cohort:
     cytokines = parse_cytokines(
         cyto_raw, file=paths["cytokines"], duplicates=_cytokine_duplicates(config)
     )
+    from rhlh.contract.lab import range_findings
+
+    warnings += apply_severity(
+        range_findings(cytokines, paths["cytokines"], config.get("plausibility") or {})
+    )
     no_base = sorted(
         set(samples["patient_id"]) - set(samples.loc[samples["visit"] == baseline, "patient_id"])
     )
@@ -583,17 +588,27 @@ def validate_cohort(config: dict, base=".", read_counts_fn=None) -> Cohort:
     )
 
 
-def plausibility(paths, config, samples, patients, responses, pk) -> list[dict]:
-    """Findings of the timeline plausibility checks (rhlh.contract.timeline), with the
-    severity the config's ``plausibility`` section gives each check."""
-    from rhlh.contract.timeline import plausibility_findings
+def plausibility(
+    paths, config, samples, patients, responses, pk, events=None, cytokines=None
+) -> list[dict]:
+    """Findings of the plausibility checks, with the severity the config's ``plausibility``
+    section gives each check: the timeline of samples, responses and PK draws and the dates of
+    safety events (rhlh.contract.timeline), and cytokine readings outside their range of
+    quantification (rhlh.contract.lab; when ``cytokines``, parsed, is given)."""
+    from rhlh.contract.lab import range_findings
+    from rhlh.contract.timeline import event_findings, plausibility_findings
 
+    settings = config.get("plausibility") or {}
     tables = {
         "samples": (paths["samples"], samples),
         "responses": (paths["responses"], responses),
         "pk": (paths.get("pk"), pk),
     }
-    return plausibility_findings(tables, patients, config.get("plausibility") or {})
+    found = plausibility_findings(tables, patients, settings)
+    found += event_findings(paths.get("events"), events, patients, settings)
+    if cytokines is not None:
+        found += range_findings(cytokines, paths["cytokines"], settings)
+    return found
 
 
 def plausibility_table(paths: dict, config: dict) -> pd.DataFrame:
@@ -609,7 +624,11 @@ def plausibility_table(paths: dict, config: dict) -> pd.DataFrame:
         if paths.get("pk")
         else None
     )
-    findings = plausibility(paths, config, samples, patients, responses, pk)
+    events = (
+        read_events(paths["events"], patients, paths["patients"]) if paths.get("events") else None
+    )
+    cytokines = clean_table("cytokines", paths, config)
+    findings = plausibility(paths, config, samples, patients, responses, pk, events, cytokines)
     df = pd.DataFrame(findings, columns=FINDING_COLUMNS)
     df["file"] = [Path(f).name for f in df["file"]]
     return df
