@@ -4,6 +4,7 @@ from rhlh.figures import de as fd
 from rhlh.io import save_figure
 from rhlh.logs import setup_logging
 from rhlh.tables import read_de_table
+from rhlh.versions import write_versions
 
 sm = snakemake  # noqa: F821
 log = setup_logging(sm)
@@ -24,3 +25,4 @@ for (visit, tab), vpath, mpath in zip(tabs.items(), sm.output.volcano, sm.output
     save_figure(fd.plot_ma(tab, title, p.alpha, p.label_top), mpath)
 heatmap = fd.plot_signature_heatmap(tabs, p.baseline, p.alpha, p.heatmap_max_genes)
 save_figure(heatmap, sm.output.heatmap)
+write_versions(sm.output.versions, sm.rule)  # this environment's package versions

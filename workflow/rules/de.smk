@@ -54,6 +54,7 @@ rule de_fit:
             category="Differential expression",
         ),
         dropped=res("de/dropped_samples.tsv"),
+        versions=vers("de_fit"),
     log:
         logp("de_fit"),
     benchmark:
@@ -100,6 +101,7 @@ rule de_figures:
             caption="../report/de_signature_heatmap.rst",
             category="Differential expression",
         ),
+        versions=vers("de_figures"),
     log:
         logp("de_figures"),
     benchmark:
@@ -141,6 +143,7 @@ use rule de_fit as de_fit_cell_type with:
         dropped=res("de/{cell_type}/dropped_samples.tsv"),
         # designs this cell type's pseudobulk cannot estimate (too sparse after cell QC)
         skipped=res("de/{cell_type}/skipped.tsv"),
+        versions=vers("de_fit_cell_type", "{cell_type}.tsv"),
     log:
         logp("de_fit_cell_type", "{cell_type}.log"),
     benchmark:
