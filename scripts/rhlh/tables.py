@@ -43,6 +43,15 @@ DE_LRT_COLUMNS = [
 ]
 # de/cell_types_skipped.tsv: the designs a cell type's pseudobulk could not estimate
 DE_SKIPPED_COLUMNS = ["cell_type", "design", "n_samples", "n_patients", "reason"]
+# de/cell_types_significant.tsv: genes with padj < alpha per cell type and contrast
+DE_CELL_TYPE_COUNT_COLUMNS = [
+    "cell_type",
+    "contrast",
+    "n_genes",
+    "n_tested",
+    "n_significant",
+    "tested",
+]
 SCORE_COLUMNS = ["sample_id", "patient_id", "visit", "day", "signature", "method", "score"]
 # signatures/cell_types/scores.tsv: the same scores on each cell type's pseudobulk
 CELL_TYPE_SCORE_COLUMNS = ["cell_type", *SCORE_COLUMNS]
