@@ -46,7 +46,7 @@ def imported_versions(modules=None) -> dict[str, str]:
     imported (``modules``: names of imported modules, default ``sys.modules``), with
     ``python``; standard library and the workflow's own package left out. A module whose
     distribution has no metadata in this environment is left out too."""
-    names = sys.modules if modules is None else modules
+    names = list(sys.modules) if modules is None else modules
     tops = {m.split(".")[0] for m in names}
     tops = {t for t in tops if t and not t.startswith("_") and t not in sys.stdlib_module_names}
     owners = md.packages_distributions()
