@@ -10,6 +10,7 @@ from rhlh.logs import setup_logging
 from rhlh.simon import simon_decision, simon_designs
 from rhlh.survival import CIF_COLUMNS
 from rhlh.tables import read_validated
+from rhlh.versions import write_versions
 
 sm = snakemake  # noqa: F821
 log = setup_logging(sm)
@@ -150,3 +151,4 @@ table = endpoints.endpoints_table(
 )
 write_tsv(table, sm.output.endpoints)
 log.info("%d endpoints written", len(table))
+write_versions(sm.output.versions, sm.rule)  # this environment's package versions

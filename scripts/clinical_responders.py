@@ -5,6 +5,7 @@ from rhlh.contract.timeline import PATIENT_DAY_COLUMNS
 from rhlh.io import write_tsv
 from rhlh.logs import setup_logging
 from rhlh.tables import read_validated
+from rhlh.versions import write_versions
 
 sm = snakemake  # noqa: F821
 log = setup_logging(sm)
@@ -19,3 +20,4 @@ log.info(
     int(resp["responder"].sum()),
     len(resp),
 )
+write_versions(sm.output.versions, sm.rule)  # this environment's package versions

@@ -5,6 +5,7 @@ from rhlh import tables
 from rhlh.io import write_tsv
 from rhlh.logs import setup_logging
 from rhlh.longitudinal import change_from_baseline, fit_visit_by_response, response_groups_note
+from rhlh.versions import write_versions
 
 sm = snakemake  # noqa: F821
 log = setup_logging(sm)
@@ -70,3 +71,4 @@ if not models.empty and not models["converged"].all():
     )
 
 write_tsv(cy.tobit_visit_means(long, values, p.visits), sm.output.tobit)
+write_versions(sm.output.versions, sm.rule)  # this environment's package versions

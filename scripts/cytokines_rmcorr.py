@@ -4,6 +4,7 @@ from rhlh import cytokines as cy
 from rhlh import tables
 from rhlh.io import write_tsv
 from rhlh.logs import setup_logging
+from rhlh.versions import write_versions
 
 sm = snakemake  # noqa: F821
 log = setup_logging(sm)
@@ -19,3 +20,4 @@ model = values[["sample_id", "patient_id", "analyte", "log10_value"]].rename(
 out = cy.cytokine_signature_rmcorr(model, scores, min_patients=p.min_patients)
 write_tsv(out, sm.output[0])
 log.info("rmcorr for %d cytokine x signature x method pairs", len(out))
+write_versions(sm.output.versions, sm.rule)  # this environment's package versions

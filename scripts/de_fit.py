@@ -11,6 +11,7 @@ from rhlh.errors import InputError
 from rhlh.io import write_tsv
 from rhlh.logs import setup_logging
 from rhlh.tables import DE_SKIPPED_COLUMNS, read_responders
+from rhlh.versions import write_versions
 
 sm = snakemake  # noqa: F821
 log = setup_logging(sm)
@@ -163,3 +164,4 @@ drop = pd.concat(dropped, ignore_index=True)[["design", "sample_id", "reason"]]
 write_tsv(drop.sort_values(["design", "sample_id"]), sm.output.dropped)
 write_tsv(pd.DataFrame(skipped, columns=DE_SKIPPED_COLUMNS), sm.output.skipped)
 log.info("done: %d outlier counts, %d dropped design samples", len(out), len(drop))
+write_versions(sm.output.versions, sm.rule)  # this environment's package versions

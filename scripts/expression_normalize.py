@@ -7,6 +7,7 @@ import pandas as pd
 from rhlh import expression as ex
 from rhlh.io import write_h5ad, write_tsv
 from rhlh.logs import setup_logging
+from rhlh.versions import write_versions
 
 sm = snakemake  # noqa: F821
 log = setup_logging(sm)
@@ -97,3 +98,4 @@ if sm.input.by_cell_type:
         "n_top_genes": int(p.pca_top_genes),
     }
     write_h5ad(merged, sm.output.by_cell_type[0])
+write_versions(sm.output.versions, sm.rule)  # this environment's package versions

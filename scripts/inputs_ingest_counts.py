@@ -10,6 +10,7 @@ from rhlh.contract.counts import build_count_objects, read_counts
 from rhlh.io import write_h5ad, write_tsv
 from rhlh.logs import setup_logging
 from rhlh.tables import read_patients, read_samples
+from rhlh.versions import write_versions
 
 sm = snakemake  # noqa: F821
 log = setup_logging(sm)
@@ -64,3 +65,4 @@ if by_ct is not None:
     write_h5ad(by_ct, sm.output.by_cell_type[0])
     log.info("pseudobulk by cell type: %d profiles", by_ct.n_obs)
 log.info("wrote %d samples x %d genes", adata.n_obs, adata.n_vars)
+write_versions(sm.output.versions, sm.rule)  # this environment's package versions

@@ -8,6 +8,7 @@ from rhlh import tables
 from rhlh.io import write_tsv
 from rhlh.logs import setup_logging
 from rhlh.longitudinal import response_groups_note
+from rhlh.versions import write_versions
 
 sm = snakemake  # noqa: F821
 log = setup_logging(sm)
@@ -112,3 +113,4 @@ if len(not_conv):
     log.info(
         "%d logistic fits not reported as converged (separation / too few patients)", len(not_conv)
     )
+write_versions(sm.output.versions, sm.rule)  # this environment's package versions

@@ -9,6 +9,7 @@ from rhlh.signatures.models import (
     mean_change_table,
     signature_change_from_baseline,
 )
+from rhlh.versions import write_versions
 
 sm = snakemake  # noqa: F821
 log = setup_logging(sm)
@@ -49,3 +50,4 @@ for r in inter.itertuples():
         r.estimate,
         r.pvalue,
     )
+write_versions(sm.output.versions, sm.rule)  # this environment's package versions

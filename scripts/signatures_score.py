@@ -6,6 +6,7 @@ from rhlh.contract.genesets import load_gene_sets
 from rhlh.io import write_h5ad, write_tsv
 from rhlh.logs import setup_logging
 from rhlh.signatures.scoring import method_table, score_signatures, scores_to_anndata
+from rhlh.versions import write_versions
 
 sm = snakemake  # noqa: F821
 log = setup_logging(sm)
@@ -44,3 +45,4 @@ write_tsv(scores, sm.output.scores)
 write_h5ad(scores_to_anndata(scores, report), sm.output.h5ad)
 write_tsv(report, sm.output.missing)
 write_tsv(method_table(), sm.output.methods)
+write_versions(sm.output.versions, sm.rule)  # this environment's package versions

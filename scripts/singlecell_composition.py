@@ -6,6 +6,7 @@ from rhlh import tables
 from rhlh.figures import singlecell as fig_sc
 from rhlh.io import save_figure, write_tsv
 from rhlh.logs import setup_logging
+from rhlh.versions import write_versions
 
 sm = snakemake  # noqa: F821
 log = setup_logging(sm)
@@ -51,3 +52,4 @@ figs = dict(
 )
 save_figure(fig_sc.plot_composition_stacked(by_visit, p.visits), figs["composition_stacked"])
 save_figure(fig_sc.plot_composition_trajectories(long, tests), figs["composition_trajectories"])
+write_versions(sm.output.versions, sm.rule)  # this environment's package versions

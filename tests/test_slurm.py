@@ -185,29 +185,74 @@ def test_slurm_profile_without_site_settings_stops_early(workflow_copy, tmp_path
     assert not (tmp_path / "results" / "inputs").exists()
 
 
-def test_slurm_threads_above_node_cpus_stop_at_parse_time(workflow_copy, tmp_path):
-    """RHLH_SLURM_MAX_CPUS below the profile's threads: a clear error before any job, naming
-    the rules and the fix; --max-threads or a larger node passes."""
-    site = {"RHLH_SLURM_PARTITION": "debug", "RHLH_SLURM_ACCOUNT": "ci"}
-    base = ["-n", "--workflow-profile", "profiles/slurm", "--config"]
-    base.append(f"results={tmp_path / 'results'}")
-    proc = snakemake(workflow_copy, *base, env={**site, "RHLH_SLURM_MAX_CPUS": "2"})
-    assert proc.returncode != 0
+def fake_slurm_bin(path: Path, cpus: str | None) -> Path:
+    """A folder of stand-ins for sinfo (printing ``cpus`` per node, or failing when None),
+    squeue and sacct (the plugin asks for one of them even in a dry run)."""
+    path.mkdir(parents=True, exist_ok=True)
+    scripts = {
+        "sinfo": f"printf '%s\\n' {cpus} {cpus}" if cpus else "exit 1",
+        "squeue": "exit 0",
+        "sacct": "exit 0",
+    }
+    for name, body in scripts.items():
+        (path / name).write_text(f"#!/bin/sh\n{body}\n")
+        (path / name).chmod(0o755)
+    return path
+
+
+def capped_threads(workflow_copy, tmp_path, env, *extra):
+    """Dry run with the SLURM profile through a Snakefile that includes the workflow and prints
+    the thread cap cluster.smk leaves (Snakemake gives each job min(threads, max_threads))."""
+    (workflow_copy / "Snakefile.cap").write_text(
+        'include: "Snakefile"\n\n\nprint("MAX_THREADS", workflow.resource_settings.max_threads)\n'
+    )
+    site = {"RHLH_SLURM_PARTITION": "debug", "RHLH_SLURM_ACCOUNT": "ci", **env}
+    site["PATH"] = f"{env['PATH']}{os.pathsep}{os.environ['PATH']}" if "PATH" in env else None
+    site = {k: v for k, v in site.items() if v is not None}
+    args = ["-s", "Snakefile.cap", "-n", "--workflow-profile", "profiles/slurm", *extra]
+    proc = snakemake(workflow_copy, *args, "--config", f"results={tmp_path / 'results'}", env=site)
     out = proc.stdout + proc.stderr
-    assert "RHLH_SLURM_MAX_CPUS=2" in out and "PENDING" in out, out[-3000:]
-    assert "de_fit 4" in out and "expression_normalize 4" in out
-    assert "--set-threads de_fit=2 expression_normalize=2" in out
+    m = re.search(r"^MAX_THREADS (\w+)$", out, flags=re.M)
+    return proc, out, (m.group(1) if m else None)
+
+
+def test_slurm_threads_are_capped_at_the_node_cpus(workflow_copy, tmp_path):
+    """A 2-CPU node: the profile's 4 threads become 2 without --max-threads, from sinfo or
+    RHLH_SLURM_MAX_CPUS, with a line naming the rules; a larger node keeps them."""
+    two = str(fake_slurm_bin(tmp_path / "bin2", "2"))
+    proc, out, cap = capped_threads(workflow_copy, tmp_path, {"PATH": two})
+    assert proc.returncode == 0, out[-3000:]
+    assert cap == "2", out[-3000:]
+    assert "Threads capped at 2, the CPUs of one node (sinfo -p debug)" in out
+    assert "de_fit 4 -> 2" in out and "expression_normalize 4 -> 2" in out
     assert not (tmp_path / "results" / "inputs").exists()
-    for extra, env in (
-        (["--max-threads", "2"], {"RHLH_SLURM_MAX_CPUS": "2"}),
-        ([], {"RHLH_SLURM_MAX_CPUS": "4"}),
-    ):
-        proc = snakemake(workflow_copy, *base, *extra, env={**site, **env})
-        assert proc.returncode == 0, proc.stderr[-3000:]
-    # the local profile is not checked (its threads fit the machine it runs on)
+    # the variable wins over sinfo
+    proc, out, cap = capped_threads(
+        workflow_copy, tmp_path, {"PATH": two, "RHLH_SLURM_MAX_CPUS": "3"}
+    )
+    assert proc.returncode == 0 and cap == "3", out[-3000:]
+    assert "(RHLH_SLURM_MAX_CPUS)" in out
+    # a node with more CPUs than asked (cap above every rule's threads), or no sinfo answer
+    # (nothing known, nothing capped)
+    for env, want in (({"RHLH_SLURM_MAX_CPUS": "8"}, "8"), ({}, "None")):
+        env["PATH"] = str(fake_slurm_bin(tmp_path / "bin0", None))
+        proc, out, cap = capped_threads(workflow_copy, tmp_path, env)
+        assert proc.returncode == 0 and cap == want, out[-3000:]
+        assert "Threads capped" not in out
+    # --max-threads below the node's CPUs stays as given
+    proc, out, cap = capped_threads(workflow_copy, tmp_path, {"PATH": two}, "--max-threads", "1")
+    assert proc.returncode == 0 and cap == "1", out[-3000:]
+    # a bad value stops before any job
+    proc, out, cap = capped_threads(
+        workflow_copy, tmp_path, {"PATH": two, "RHLH_SLURM_MAX_CPUS": "two"}
+    )
+    assert proc.returncode != 0 and "RHLH_SLURM_MAX_CPUS='two'" in out
+    # the local profile is not capped (its threads fit the machine it runs on)
     local = ["-n", "--config", f"results={tmp_path / 'results'}"]
-    proc = snakemake(workflow_copy, *local, env={"RHLH_SLURM_MAX_CPUS": "1"})
+    path = f"{two}{os.pathsep}{os.environ['PATH']}"
+    proc = snakemake(workflow_copy, *local, env={"RHLH_SLURM_MAX_CPUS": "1", "PATH": path})
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Threads capped" not in proc.stdout + proc.stderr
 
 
 def test_slurm_scripts_are_valid_bash():
@@ -293,21 +338,19 @@ def test_slurm_run_matches_local_run(slurm_cluster, tmp_path):
     remote = copy_workflow(tmp_path / "slurm")
     for wd in (local, remote):
         fast_overlay(wd)
-    # Same threads in both runs (and no more than the CI node has): multi-threaded numerics
-    # need not be bit-identical across thread counts.
-    threads = str(min(2, os.cpu_count() or 1))
-    configs = [
-        "--max-threads",
-        threads,
-        "--configfile",
-        "config/config.yaml",
-        "config/ci_fast.yaml",
-    ]
+    # Same threads in both runs: multi-threaded numerics need not be bit-identical across
+    # thread counts. The SLURM run gets no --max-threads: cluster.smk caps the profile's
+    # 4 threads at the node's CPUs (sinfo); the local run asks the same number.
+    node_cpus = os.cpu_count() or 1
+    threads = str(min(4, node_cpus))
+    configs = ["--configfile", "config/config.yaml", "config/ci_fast.yaml"]
+    local_threads = ["--set-threads", f"de_fit={threads}", f"expression_normalize={threads}"]
     # The local reference runs at the same time: the SLURM run mostly waits on status polls.
     local_env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}", PYTHONHASHSEED="0")
     local_log = open(tmp_path / "local.log", "w")
     local_proc = subprocess.Popen(
-        [str(BIN / "snakemake"), "--workflow-profile", "profiles/default", "--cores", "2"]
+        [str(BIN / "snakemake"), "--workflow-profile", "profiles/default", "--cores", threads]
+        + local_threads
         + configs
         + ["--config", "results=results"],
         cwd=local,
@@ -322,9 +365,8 @@ def test_slurm_run_matches_local_run(slurm_cluster, tmp_path):
         PYTHONHASHSEED="0",
         RHLH_SLURM_PARTITION=slurm_cluster["RHLH_SLURM_PARTITION"],
         RHLH_SLURM_ACCOUNT=slurm_cluster["RHLH_SLURM_ACCOUNT"],
-        # the node's CPUs: the thread check of cluster.smk passes with --max-threads below
-        RHLH_SLURM_MAX_CPUS=str(os.cpu_count() or 1),
     )
+    remote_env.pop("RHLH_SLURM_MAX_CPUS", None)  # the node's CPUs come from sinfo
     slurm_args = [
         "--workflow-profile",
         "profiles/slurm",
@@ -362,6 +404,9 @@ def test_slurm_run_matches_local_run(slurm_cluster, tmp_path):
     print(f"SLURM run {slurm_s:.0f} s")
     assert remote_proc.returncode == 0, remote_proc.stderr[-6000:]
     assert local_rc == 0, (tmp_path / "local.log").read_text()[-6000:]
+    if node_cpus < 4:
+        capped = f"Threads capped at {node_cpus}, the CPUs of one node (sinfo -p "
+        assert capped in remote_proc.stderr + remote_proc.stdout, remote_proc.stderr[-3000:]
 
     # the heavy rules really ran as Slurm jobs, and Slurm accounted them as completed
     submitted = re.findall(
@@ -374,13 +419,23 @@ def test_slurm_run_matches_local_run(slurm_cluster, tmp_path):
     ids = ",".join(job for job, _ in submitted)
     if slurm_cluster.get("RHLH_SLURM_ACCOUNTING") != "0":
         acct = subprocess.run(
-            ["sacct", "-X", "-n", "-P", "-j", ids, "--format=JobID,State,JobName,Comment"],
+            [
+                "sacct",
+                "-X",
+                "-n",
+                "-P",
+                "-j",
+                ids,
+                "--format=JobID,State,JobName,Comment,AllocCPUS",
+            ],
             capture_output=True,
             text=True,
             timeout=60,
         )
         rows = {line.split("|")[0]: line.split("|")[1:] for line in acct.stdout.split()}
         states = {j: r[0] for j, r in rows.items()}
+        # no job asked more CPUs than the node has (else it would stay PENDING)
+        assert all(int(r[3]) <= node_cpus for r in rows.values()), rows
         assert set(states) == {j for j, _ in submitted}
         assert set(states.values()) == {"COMPLETED"}, states
         # sacct tells the rules apart: job name rhlh_<run>, comment rule_<rule>[_wildcards_..]

@@ -20,9 +20,28 @@ def test_de_and_normalization_per_cell_type(tmp_path):
         "results/de/T/lrt_time.tsv",
         "results/de/NK/visit/D14_vs_D0.tsv",
         "results/expression/normalized_by_cell_type.h5ad",
+        "results/de/cell_types_significant.tsv",
+        "results/de/figures/cell_types_significant.png",
+        "results/de/T/figures/volcano_D14_vs_D0.png",
+        "results/de/NK/figures/signature_heatmap.png",
     ]
     r = run_workflow(tmp_path, config={"cohort": "cohort", "results": "results"}, targets=targets)
     assert r.returncode == 0, r.stderr[-3000:]
+    # per-cell-type figures and the count of DE genes per cell type and contrast
+    for png in targets[3:]:
+        if png.endswith(".png"):
+            assert (tmp_path / png).stat().st_size > 1000, png
+            assert (tmp_path / png).with_suffix(".pdf").exists(), png
+    sig = pd.read_csv(tmp_path / "results/de/cell_types_significant.tsv", sep="\t")
+    assert set(sig["cell_type"]) == {"T", "NK"}
+    assert {"D14_vs_D0", "lrt_time", "lrt_time_by_response"} <= set(sig["contrast"])
+    t_lrt = pd.read_csv(tmp_path / targets[0], sep="\t")
+    row = sig[(sig["cell_type"] == "T") & (sig["contrast"] == "lrt_time")].iloc[0]
+    assert row["n_significant"] == (t_lrt["padj"] < 0.05).sum()
+    # each per-cell-type job recorded the versions of its own environment
+    versions = pd.read_csv(tmp_path / "results/logs/versions/de_fit_cell_type/T.tsv", sep="\t")
+    assert {"python", "pydeseq2", "numpy"} <= set(versions["package"])
+    assert (versions["rule"] == "de_fit_cell_type").all()
     lrt = pd.read_csv(tmp_path / targets[0], sep="\t")
     wald = pd.read_csv(tmp_path / targets[1], sep="\t")
     for table in (lrt, wald):

@@ -9,7 +9,12 @@ import pandas as pd
 
 from rhlh.de import mark_signature_genes
 from rhlh.design import Contrast
-from rhlh.tables import DE_SKIPPED_COLUMNS, empty_de_table, empty_lrt_table
+from rhlh.tables import (
+    DE_CELL_TYPE_COUNT_COLUMNS,
+    DE_SKIPPED_COLUMNS,
+    empty_de_table,
+    empty_lrt_table,
+)
 
 
 def counts_from_adata(adata, cell_type=None):
@@ -119,3 +124,26 @@ def skipped_row(cell_type, design_id, samples: pd.DataFrame, reason) -> dict:
     cell = "" if cell_type is None else str(cell_type)
     values = [cell, str(design_id), int(len(samples)), n_patients, str(reason)]
     return dict(zip(DE_SKIPPED_COLUMNS, values, strict=True))
+
+
+def significant_counts(tables: dict, alpha: float) -> pd.DataFrame:
+    """Genes with padj < alpha per cell type and contrast, from ``{(cell_type, contrast): DE
+    table}`` (Wald or LRT tables of :func:`rhlh.tables.read_de_table`): cell_type, contrast,
+    n_genes, n_tested (padj computed), n_significant, tested (False: a table written without
+    statistics, see :func:`unestimable_table`; n_significant is then NaN). Rows in the
+    order of ``tables``."""
+    rows = []
+    for (cell_type, contrast), tab in tables.items():
+        padj = pd.to_numeric(tab["padj"], errors="coerce")
+        tested = bool(pd.to_numeric(tab["pvalue"], errors="coerce").notna().any())
+        rows.append(
+            {
+                "cell_type": cell_type,
+                "contrast": contrast,
+                "n_genes": len(tab),
+                "n_tested": int(padj.notna().sum()),
+                "n_significant": int((padj < alpha).sum()) if tested else np.nan,
+                "tested": tested,
+            }
+        )
+    return pd.DataFrame(rows, columns=DE_CELL_TYPE_COUNT_COLUMNS)

@@ -5,39 +5,15 @@ from __future__ import annotations
 
 import base64
 import html
-import importlib.metadata as md
-import platform
 
 import numpy as np
 import pandas as pd
 
+from rhlh import __version__
 from rhlh.tables import as_responders, response_label
 
-PACKAGES = [
-    "snakemake",
-    "pydeseq2",
-    "scanpy",
-    "anndata",
-    "pandas",
-    "numpy",
-    "scipy",
-    "statsmodels",
-    "seaborn",
-    "matplotlib",
-]
 HEADLINE_SIGNATURE = "HALLMARK_INTERFERON_GAMMA_RESPONSE"
 HEADLINE_CYTOKINES = ("IFNG", "CXCL9")
-
-
-def package_versions() -> dict[str, str]:
-    """Installed versions of the packages the analysis depends on."""
-    out = {"python": platform.python_version()}
-    for p in PACKAGES:
-        try:
-            out[p] = md.version(p)
-        except md.PackageNotFoundError:
-            out[p] = "not installed"
-    return out
 
 
 def group_means(df: pd.DataFrame, value: str, visits) -> pd.DataFrame:
@@ -281,10 +257,18 @@ def patients_html(flow: pd.DataFrame, figures) -> str:
 
 
 def methods_html(
-    config: dict, versions: dict[str, str], designs: pd.DataFrame | None = None
+    config: dict,
+    versions: pd.DataFrame,
+    designs: pd.DataFrame | None = None,
+    workflow_version: str | None = None,
 ) -> str:
-    """The methods page: versions, designs and tests, response definition, censoring, seed."""
+    """The methods page: versions, designs and tests, response definition, censoring, seed.
+
+    ``versions``: package, version, rules (``rhlh.versions.collect_versions`` of what each
+    rule's script recorded in its own environment); ``workflow_version`` defaults to
+    ``rhlh.__version__``."""
     e = html.escape
+    workflow_version = workflow_version or __version__
     clin = config.get("clinical", {})
     cyto = config.get("cytokines", {})
     sig = config.get("signatures", {})
@@ -292,6 +276,8 @@ def methods_html(
     parts = [
         "<html><head><meta charset='utf-8'><title>Methods</title></head><body>",
         "<h1>Methods</h1>",
+        f"<p>R-HLH workflow version <b>{e(workflow_version)}</b> (release tag "
+        f"v{e(workflow_version)}).</p>",
         "<h2>Inputs and validation</h2><p>Every input table is checked against the data "
         "contract before any analysis (types, identifiers, visits, cross-table references, "
         "clinical timelines); counts are read from a matrix, featureCounts table or h5ad "
@@ -332,10 +318,33 @@ def methods_html(
         _resampling(config),
         f"<h2>Reproducibility</h2><p>Seed: <b>{e(str(config.get('seed')))}</b>. Same inputs "
         "and seed give identical tables.</p>",
-        "<h2>Software versions</h2><table border='1' cellpadding='3'>",
+        "<h2>Software versions</h2><p>As recorded by each rule's script in the environment it "
+        "ran in (its conda environment under <code>--sdm conda</code>): every third-party "
+        "package the script imported; a package at two versions in two environments has "
+        "two rows.</p>",
     ]
-    parts += [f"<tr><td>{e(k)}</td><td>{e(v)}</td></tr>" for k, v in versions.items()]
-    parts.append("</table></body></html>")
+    primary = (
+        versions["primary"].astype(bool)
+        if "primary" in versions
+        else pd.Series(True, index=versions.index)
+    )
+    for title, rows in (
+        ("Analysis packages", versions[primary]),
+        ("Their dependencies, as imported", versions[~primary]),
+    ):
+        if not len(rows):
+            continue
+        parts += [
+            f"<h3>{e(title)}</h3><table border='1' cellpadding='3'>",
+            "<tr><th>package</th><th>version</th><th>rules</th></tr>",
+        ]
+        parts += [
+            f"<tr><td>{e(str(r.package))}</td><td>{e(str(r.version))}</td>"
+            f"<td>{e(str(r.rules))}</td></tr>"
+            for r in rows.itertuples(index=False)
+        ]
+        parts.append("</table>")
+    parts.append("</body></html>")
     return "\n".join(parts)
 
 

@@ -45,9 +45,20 @@ DE_LRT_COLUMNS = [
 ]
 # de/cell_types_skipped.tsv: the designs a cell type's pseudobulk could not estimate
 DE_SKIPPED_COLUMNS = ["cell_type", "design", "n_samples", "n_patients", "reason"]
+# de/cell_types_significant.tsv: genes with padj < alpha per cell type and contrast
+DE_CELL_TYPE_COUNT_COLUMNS = [
+    "cell_type",
+    "contrast",
+    "n_genes",
+    "n_tested",
+    "n_significant",
+    "tested",
+]
 SCORE_COLUMNS = ["sample_id", "patient_id", "visit", "day", "signature", "method", "score"]
 # signatures/cell_types/scores.tsv: the same scores on each cell type's pseudobulk
 CELL_TYPE_SCORE_COLUMNS = ["cell_type", *SCORE_COLUMNS]
+# logs/versions/<rule>.tsv: the package versions one rule's script ran with (rhlh.versions)
+VERSION_COLUMNS = ["rule", "package", "version"]
 
 _TEXT = {
     "responders": RESPONDER_COLUMNS,
@@ -62,6 +73,7 @@ _TEXT = {
     "associations": ["feature"],
     "feature_values": ["feature", "sample_id", "patient_id", "visit"],
     "models": ["patient_id"],
+    "versions": VERSION_COLUMNS,
 }
 
 
@@ -295,6 +307,11 @@ def read_feature_values(path) -> pd.DataFrame:
 def read_model_table(path) -> pd.DataFrame:
     """signatures/ or cytokines/mixed_models.tsv."""
     return _read(path, text=_TEXT["models"], na_text=True)
+
+
+def read_versions(path) -> pd.DataFrame:
+    """logs/versions/<rule>.tsv (rule, package, version; all text, '1.10' stays '1.10')."""
+    return _read(path, text=_TEXT["versions"])[VERSION_COLUMNS]
 
 
 def read_result(path) -> pd.DataFrame:

@@ -16,6 +16,7 @@ rule clinical_responders:
             caption="../report/clinical_responders.rst",
             category="Clinical",
         ),
+        versions=vers("clinical_responders"),
     log:
         logp("clinical_responders"),
     benchmark:
@@ -82,6 +83,7 @@ rule clinical_endpoints:
         safety_outside=res("clinical/safety_outside_window.tsv"),
         safety_windows=res("clinical/safety_windows.tsv"),
         viral=res("clinical/viral_infections.tsv"),
+        versions=vers("clinical_endpoints"),
     log:
         logp("clinical_endpoints"),
     benchmark:

@@ -5,9 +5,12 @@
 # (ingest_counts, expression_*, de_fit, signatures_score/models/enrichment, cytokines_models,
 # response_associations) stay cluster jobs; their resources are in the profiles.
 import os
+import re
+import subprocess
 import sys
 
 from snakemake.exceptions import WorkflowError
+from snakemake.logging import logger
 
 
 localrules:
@@ -69,40 +72,56 @@ def _slurm_in_use():
     )
 
 
-def _check_slurm_threads():
-    """Stop at parse time when a cluster job asks more threads than a node of the partition
-    has (RHLH_SLURM_MAX_CPUS): SLURM would keep it PENDING (PartitionConfig) forever."""
+def _node_cpus():
+    """(CPUs of the largest node of the partition, where the number comes from), or None:
+    RHLH_SLURM_MAX_CPUS when set, else `sinfo` on the partition (RHLH_SLURM_PARTITION).
+    """
     limit = os.getenv("RHLH_SLURM_MAX_CPUS", "").strip()
-    if not workflow.is_main_process or not limit or not _slurm_in_use():
+    if limit:
+        if not limit.isdigit() or int(limit) < 1:
+            raise WorkflowError(
+                f"RHLH_SLURM_MAX_CPUS={limit!r}: give the CPUs of one node of the partition, "
+                "a whole number (see docs/cluster.md)."
+            )
+        return int(limit), "RHLH_SLURM_MAX_CPUS"
+    partition = os.getenv("RHLH_SLURM_PARTITION", "").strip()
+    cmd = ["sinfo", "-h", "-N", "-o", "%c"] + (["-p", partition] if partition else [])
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None  # no sinfo on this host: nothing known, nothing capped
+    cpus = [int(m) for m in re.findall(r"^\s*(\d+)", out.stdout, flags=re.M)]
+    if out.returncode != 0 or not cpus:
+        return None
+    return max(cpus), f"sinfo -p {partition or '(default partition)'}"
+
+
+def _fit_threads_to_node():
+    """Cap every job's threads at the CPUs of a node of the partition (as --max-threads does),
+    so that a profile asking 4 threads runs on a 2-CPU node instead of leaving the job
+    PENDING (PartitionConfig) forever; logs the rules whose threads were lowered."""
+    if not workflow.is_main_process or not _slurm_in_use():
+        return  # a cluster job gets --max-threads from the main process
+    found = _node_cpus()
+    if found is None:
         return
-    if not limit.isdigit() or int(limit) < 1:
-        raise WorkflowError(
-            f"RHLH_SLURM_MAX_CPUS={limit!r}: give the CPUs of one node of the partition, "
-            "a whole number (see docs/cluster.md)."
-        )
-    limit = int(limit)
+    cpus, source = found
     cap = workflow.resource_settings.max_threads
-    too_many = {}
+    if cap is not None and cap <= cpus:
+        return  # --max-threads already fits the node
+    lowered = {}
     for job_spec in workflow.rules:
-        if job_spec.name in workflow._localrules:
-            continue  # runs on the submit host with local-cores
         cores = job_spec.resources["_cores"] if "_cores" in job_spec.resources else None
         threads = getattr(cores, "value", None)
-        if not isinstance(threads, int):
-            continue  # a function of the job: not known before the DAG is built
-        if cap is not None:
-            threads = min(threads, cap)
-        if threads > limit:
-            too_many[job_spec.name] = threads
-    if too_many:
-        asked = ", ".join(f"{name} {t}" for name, t in sorted(too_many.items()))
-        fix = " ".join(f"{name}={limit}" for name in sorted(too_many))
-        raise WorkflowError(
-            f"Threads asked exceed RHLH_SLURM_MAX_CPUS={limit} (the CPUs of one node): "
-            f"{asked}. SLURM would leave these jobs PENDING (PartitionConfig) forever. Lower "
-            f"them with --set-threads {fix} (or --max-threads {limit}), or in "
-            "profiles/slurm/config.yaml (set-threads). See docs/cluster.md."
+        if isinstance(threads, int) and threads > cpus:
+            lowered[job_spec.name] = threads
+    # the jobs' threads are min(threads, max_threads); remote jobs get --max-threads too
+    workflow.resource_settings.max_threads = cpus
+    if lowered and workflow.is_main_process:
+        logger.info(
+            f"Threads capped at {cpus}, the CPUs of one node ({source}): "
+            + ", ".join(f"{name} {t} -> {cpus}" for name, t in sorted(lowered.items()))
         )
 
 
-_check_slurm_threads()
+_fit_threads_to_node()

@@ -3,6 +3,7 @@
 import sys
 from pathlib import Path
 
+from snakemake.io import strip_wildcard_constraints
 from snakemake.utils import validate
 
 # the repository root, from this file's own location (so that the workflow also works when
@@ -83,6 +84,40 @@ def logp(rule_name, name="log.txt"):
 def bench(rule_name, name="bench.tsv"):
     """The benchmark file of a job (time, memory), <results>/logs/benchmarks/<rule>/<name>."""
     return f"{RESULTS}/logs/benchmarks/{rule_name}/{name}"
+
+
+# the versions files of the rules that record theirs, {path pattern: always}; the methods page
+# collects them (version_files())
+VERSION_FILES = {}
+
+
+def vers(rule_name, name=None, always=False):
+    """The package versions a job's script ran with (rhlh.versions.write_versions), as the
+    output `versions=vers("<rule>")`: <results>/logs/versions/<rule>.tsv, or
+    <results>/logs/versions/<rule>/<name> for a rule with wildcards ("{cell_type}.tsv").
+    The methods page asks for it when the rule writes one of the run's targets, or always
+    (always=True: a rule every run needs, whose outputs are no target)."""
+    path = f"{RESULTS}/logs/versions/" + (
+        f"{rule_name}/{name}" if name else f"{rule_name}.tsv"
+    )
+    VERSION_FILES[path] = always or VERSION_FILES.setdefault(path, False)
+    return path
+
+
+def version_files():
+    """The versions files of the jobs that write this run's targets (wildcards taken from the
+    target), with the always ones; call it lazily (an input function)."""
+    found = [p for p, always in VERSION_FILES.items() if always]
+    for target in all_targets(None):
+        for r in workflow.rules:
+            if not r.is_producer(target):
+                continue
+            for f in r.output:
+                # output patterns carry the wildcard constraints: {cell_type,[A-Za-z0-9_.-]+}
+                pattern = strip_wildcard_constraints(str(f))
+                if pattern in VERSION_FILES:
+                    found.append(pattern.format(**r.get_wildcards(target)))
+    return produced(*dict.fromkeys(found))
 
 
 def produced(*paths):

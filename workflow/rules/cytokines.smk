@@ -51,6 +51,7 @@ rule cytokines_models:
         ),
         change=res("cytokines/change_from_baseline.tsv"),
         tobit=res("cytokines/tobit_means.tsv"),
+        versions=vers("cytokines_models"),
     log:
         logp("cytokines_models"),
     benchmark:
@@ -83,6 +84,7 @@ rule cytokines_rmcorr:
             caption="../report/cytokines_rmcorr.rst",
             category="Cytokines",
         ),
+        versions=vers("cytokines_rmcorr"),
     log:
         logp("cytokines_rmcorr"),
     benchmark:

@@ -63,6 +63,7 @@ rule de_fit:
             caption="../report/de_skipped.rst",
             category="Differential expression",
         ),
+        versions=vers("de_fit"),
     log:
         logp("de_fit"),
     benchmark:
@@ -109,6 +110,7 @@ rule de_figures:
             caption="../report/de_signature_heatmap.rst",
             category="Differential expression",
         ),
+        versions=vers("de_figures"),
     log:
         logp("de_figures"),
     benchmark:
@@ -154,6 +156,7 @@ use rule de_fit as de_fit_cell_type with:
         dropped=res("de/{cell_type}/dropped_samples.tsv"),
         # designs this cell type's pseudobulk cannot estimate (too sparse after cell QC)
         skipped=res("de/{cell_type}/skipped.tsv"),
+        versions=vers("de_fit_cell_type", "{cell_type}.tsv"),
     log:
         logp("de_fit_cell_type", "{cell_type}.log"),
     benchmark:
@@ -187,7 +190,111 @@ rule de_cell_types_skipped:
         "../../scripts/de_skipped.py"
 
 
+# single-cell input with cell types: volcano, MA and heatmap of each cell type's pseudobulk
+use rule de_figures as de_figures_cell_type with:
+    input:
+        visit=[
+            res(f"de/{{cell_type}}/{DE_FIGURE_DESIGN}/{v}_vs_{DE_BASELINE}.tsv")
+            for v in DE_FIG_VISITS
+        ],
+    output:
+        volcano=[
+            report(
+                res(f"de/{{cell_type}}/figures/volcano_{v}_vs_{DE_BASELINE}.png"),
+                caption="../report/de_volcano.rst",
+                category="Differential expression by cell type",
+                subcategory="{cell_type}",
+                labels={"cell type": "{cell_type}", "figure": f"volcano {v}"},
+            )
+            for v in DE_FIG_VISITS
+        ],
+        ma=[
+            report(
+                res(f"de/{{cell_type}}/figures/ma_{v}_vs_{DE_BASELINE}.png"),
+                caption="../report/de_ma.rst",
+                category="Differential expression by cell type",
+                subcategory="{cell_type}",
+                labels={"cell type": "{cell_type}", "figure": f"MA {v}"},
+            )
+            for v in DE_FIG_VISITS
+        ],
+        heatmap=report(
+            res("de/{cell_type}/figures/signature_heatmap.png"),
+            caption="../report/de_signature_heatmap.rst",
+            category="Differential expression by cell type",
+            subcategory="{cell_type}",
+            labels={"cell type": "{cell_type}", "figure": "signature genes"},
+        ),
+        versions=vers("de_figures_cell_type", "{cell_type}.tsv"),
+    log:
+        logp("de_figures_cell_type", "{cell_type}.log"),
+    benchmark:
+        bench("de_figures_cell_type", "{cell_type}.tsv")
+    params:
+        visits=DE_FIG_VISITS,
+        baseline=DE_BASELINE,
+        alpha=DE["alpha"],
+        label_top=DE["label_top"],
+        heatmap_max_genes=DE["heatmap_max_genes"],
+        cell_type=lambda wc: CELL_TYPES[wc.cell_type],
+
+
+# the Wald contrasts of the figure design and the LRTs, compared across cell types
+DE_CT_KEYS = [f"{DE_FIGURE_DESIGN}/{v}_vs_{DE_BASELINE}" for v in DE_FIG_VISITS] + [
+    k for k in DE_KEYS if k.startswith("lrt_")
+]
+
+
+rule de_cell_types_figure:
+    input:
+        tables=[
+            res(f"de/{ct}/{k}.tsv") for ct in sorted(CELL_TYPES) for k in DE_CT_KEYS
+        ],
+    output:
+        table=res("de/cell_types_significant.tsv"),
+        figure=report(
+            res("de/figures/cell_types_significant.png"),
+            caption="../report/de_cell_types_significant.rst",
+            category="Differential expression by cell type",
+        ),
+        versions=vers("de_cell_types_figure"),
+    log:
+        logp("de_cell_types_figure"),
+    benchmark:
+        bench("de_cell_types_figure")
+    conda:
+        "../../envs/de.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        cell_types=[CELL_TYPES[ct] for ct in sorted(CELL_TYPES)],
+        contrasts=[k.split("/")[-1] for k in DE_CT_KEYS],
+        alpha=DE["alpha"],
+    script:
+        "../../scripts/de_cell_types_figure.py"
+
+
 if CELL_TYPES:
-    TARGETS["de_cell_types"] = expand(
-        res("de/{cell_type}/{key}.tsv"), cell_type=sorted(CELL_TYPES), key=DE_KEYS
-    ) + [res("de/cell_types_skipped.tsv")]
+    TARGETS["de_cell_types"] = (
+        expand(
+            res("de/{cell_type}/{key}.tsv"), cell_type=sorted(CELL_TYPES), key=DE_KEYS
+        )
+        + [res("de/cell_types_skipped.tsv")]
+        + [
+            res("de/cell_types_significant.tsv"),
+            res("de/figures/cell_types_significant.png"),
+        ]
+        + expand(
+            res("de/{cell_type}/figures/signature_heatmap.png"),
+            cell_type=sorted(CELL_TYPES),
+        )
+        + expand(
+            res("de/{cell_type}/figures/{kind}_{visit}_vs_{base}.png"),
+            cell_type=sorted(CELL_TYPES),
+            kind=["volcano", "ma"],
+            visit=DE_FIG_VISITS,
+            base=DE_BASELINE,
+        )
+    )

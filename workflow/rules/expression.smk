@@ -28,6 +28,7 @@ rule expression_normalize:
         by_cell_type=(
             [res("expression/normalized_by_cell_type.h5ad")] if HAS_CELL_TYPES else []
         ),
+        versions=vers("expression_normalize"),
     log:
         logp("expression_normalize"),
     benchmark:

@@ -58,6 +58,7 @@ rule ingest_counts:
             if SINGLE_CELL
             else []
         ),
+        versions=vers("ingest_counts", always=True),
     log:
         logp("ingest_counts"),
     benchmark:

@@ -50,6 +50,9 @@ rule report_summary:
 
 
 rule report_methods:
+    input:
+        # the package versions each rule's script recorded in its own environment
+        versions=lambda wc: version_files(),
     output:
         report(
             res("report/methods.html"),

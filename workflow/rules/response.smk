@@ -41,6 +41,7 @@ rule response_associations:
         ),
         measures=res("response/patient_measures.tsv"),
         values=res("response/feature_values.tsv"),
+        versions=vers("response_associations"),
     log:
         logp("response_associations"),
     benchmark:

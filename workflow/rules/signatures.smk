@@ -33,6 +33,7 @@ rule signatures_score:
         h5ad=res("signatures/scores.h5ad"),
         missing=res("signatures/missing_genes.tsv"),
         methods=res("signatures/methods.tsv"),
+        versions=vers("signatures_score"),
     log:
         logp("signatures_score"),
     benchmark:
@@ -97,6 +98,7 @@ rule signatures_models:
         ),
         change=res("signatures/change_from_baseline.tsv"),
         mean_change=res("signatures/mean_change.tsv"),
+        versions=vers("signatures_models"),
     log:
         logp("signatures_models"),
     benchmark:

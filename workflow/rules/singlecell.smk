@@ -61,6 +61,7 @@ rule singlecell_composition:
             )
             for name in SC_COMPOSITION_FIGURES
         ],
+        versions=vers("singlecell_composition"),
     log:
         logp("singlecell_composition"),
     benchmark:

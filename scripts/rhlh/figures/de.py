@@ -161,3 +161,40 @@ def plot_signature_heatmap(tabs: dict, baseline: str, alpha: float, max_genes: i
     ax.tick_params(axis="y", labelsize=6)
     ax.set_title(f"Signature genes (* padj < {alpha}), {len(mat)} with smallest padj")
     return fig
+
+
+def plot_cell_type_counts(counts: pd.DataFrame, alpha: float):
+    """Heatmap of the genes with padj < alpha per contrast (rows, in the order of ``counts``)
+    and cell type (columns), from :func:`rhlh.de_data.significant_counts`; a contrast without
+    statistics for that cell type is grey and marked "not tested"."""
+    if counts.empty:
+        return empty_figure("DE genes per cell type")
+    order_ct = list(dict.fromkeys(counts["cell_type"]))
+    order_c = list(dict.fromkeys(counts["contrast"]))
+    mat = counts.pivot(index="contrast", columns="cell_type", values="n_significant")
+    mat = mat.loc[order_c, order_ct].astype(float)
+    annot = mat.map(lambda v: "" if np.isnan(v) else f"{int(v)}")
+    fig, ax = plt.subplots(figsize=(3.5 + 0.9 * mat.shape[1], 1.6 + 0.35 * mat.shape[0]))
+    ax.set_facecolor("#DDDDDD")
+    sns.heatmap(
+        mat,
+        mask=mat.isna(),
+        cmap="Blues",
+        vmin=0,
+        annot=annot.to_numpy(),
+        fmt="",
+        annot_kws={"fontsize": 8},
+        linewidths=0.5,
+        linecolor="white",
+        ax=ax,
+        cbar_kws={"label": f"genes with padj < {alpha}"},
+    )
+    for (i, j), v in np.ndenumerate(mat.to_numpy()):
+        if np.isnan(v):
+            ax.text(j + 0.5, i + 0.5, "not tested", ha="center", va="center", fontsize=7)
+    ax.set_xlabel("cell type")
+    ax.set_ylabel("contrast")
+    ax.tick_params(axis="y", rotation=0)
+    ax.set_title(f"DE genes per cell type (padj < {alpha})")
+    fig.tight_layout()
+    return fig
