@@ -21,9 +21,13 @@ What this module adds to pydeseq2 0.5.4 (which has Wald tests only):
   dispersion fits on floored means; gene-wise dispersions by DESeq2's own line search, start
   rule and grid (``rhlh.nbglm.deseq2_genewise_dispersions``); DESeq2's parametric trend fit
   (``fit_dispersion_trend``); the LRT's reduced model fitted on its own, diverging genes by
-  bounded optimisation, likelihoods of unthresholded means. These are the only behaviour
-  (there is no separate "DESeq2 mode"): with ``outlier_handling=False`` a design is fitted
-  as ``DESeq2::DESeq`` fits it. What still differs: the final (MAP) dispersions are the
+  bounded optimisation, likelihoods of unthresholded means; with ``outlier_handling=False``
+  a design is fitted as ``DESeq2::DESeq`` fits it.
+- Two modes of testing (``mode``; docs/methods-de.md): ``"deseq2"`` (this module's default)
+  gives DESeq2's Wald and chi-square p-values; ``"calibrated"`` (the workflow's default)
+  keeps the same fits and estimates and tests with quasi-likelihood F / t tests
+  (``rhlh.qlf``), tests of a patient-level label calibrated by permutations between
+  patients. What still differs: the final (MAP) dispersions are the
   maximum of DESeq2's posterior found by Newton's method, where DESeq2's line search stops
   a little short of it (median 1e-4 relative); where the parametric trend fails DESeq2 uses
   a local fit, pydeseq2's mean trend is used here.

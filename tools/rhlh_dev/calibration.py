@@ -171,7 +171,13 @@ def run_r_deseq2(cohort: dict, cores: int = 1) -> dict:
         t = Path(tmp)
         counts = cohort["counts"][cohort["counts"].sum(axis=1) >= 10]
         counts.rename_axis("gene_id").reset_index().to_csv(t / "counts.tsv", sep="\t", index=False)
-        cohort["samples"].to_csv(t / "samples.tsv", sep="\t", index=False)
+        # the samples rhlh.de keeps (visits seen in >= 3 patients, patients with >= 2
+        # samples): bench_deseq2.R applies only the second rule
+        from rhlh.de import select_samples
+
+        kept, _ = select_samples(cohort["samples"], [d["formula"] for d in DESIGNS], baseline="D0")
+        kept = cohort["samples"][cohort["samples"]["sample_id"].isin(kept["sample_id"])]
+        kept.to_csv(t / "samples.tsv", sep="\t", index=False)
         resp = cohort["samples"].drop_duplicates("patient_id")[["patient_id", "responder"]]
         resp = resp.assign(responder=np.where(resp["responder"] == "responder", "True", "False"))
         resp.to_csv(t / "responders.tsv", sep="\t", index=False)
