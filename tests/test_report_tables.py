@@ -73,13 +73,14 @@ def test_methods_page_names_resamples_and_exact_rule():
     import yaml
 
     from rhlh.report import methods_html
+    from rhlh.versions import collect_versions
 
     from .conftest import REPO
 
     cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     cfg["cytokines"]["n_boot"] = 1234
     cfg["response"]["exact_max_arrangements"] = 5678
-    page = methods_html(cfg, {"numpy": "2"})
+    page = methods_html(cfg, collect_versions([]))
     assert "<h2>Resampling</h2>" in page
     assert "cytokines 1234" in page and "mixed models of signatures 2000" in page
     assert "at most 5678 arrangements" in page

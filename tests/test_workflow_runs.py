@@ -48,8 +48,13 @@ def test_two_cohorts_at_once_and_a_busy_results_root_refused(tmp_path):
     write_cohort(simulate_cohort(n_patients=6, n_genes=300, seed=11), small, "tsv")
     cfg_a = {"cohort": str(EXAMPLE), "results": "res_a"}
     cfg_b = {"cohort": str(small), "results": "res_b"}
-    # on one core: validation, the cytokine and signature mixed models (about a minute)
-    target_a = ["res_a/cytokines/mixed_models.tsv", "res_a/signatures/mixed_models.tsv"]
+    # on one core: validation, the mixed models and the DE fits with their permutations (a
+    # few minutes; the mixed models alone, now fast, ended before the refusals were tried)
+    target_a = [
+        "res_a/cytokines/mixed_models.tsv",
+        "res_a/signatures/mixed_models.tsv",
+        "res_a/de/lrt_time_by_response.tsv",
+    ]
     target_b = ["res_b/inputs/summary.tsv", "res_b/clinical/responders.tsv"]
     log_a = open(tmp_path / "a.log", "w")
     a = _popen(tmp_path, log_a, cfg_a, target_a)
@@ -60,6 +65,7 @@ def test_two_cohorts_at_once_and_a_busy_results_root_refused(tmp_path):
         assert a.poll() is None, "the first run ended before the test could use it"
         for extra in ((), ("--workflow-profile", "none"), ("--unlock",)):
             c = run_workflow(tmp_path, *extra, config=cfg_a, targets=target_a, timeout=300)
+            assert a.poll() is None, "the first run ended before the refusal could be tried"
             assert c.returncode != 0, (extra, c.stderr[-2000:])
             assert "Results root 'res_a' is locked: another run is using it" in c.stderr
             assert f"pid {a.pid}" in c.stderr

@@ -78,15 +78,10 @@ def summary_figure(
         a = a.dropna(subset=["auc"]).sort_values(["pvalue", "auc"], ascending=[True, False])
         a = a.head(12).iloc[::-1]
         y = np.arange(len(a))
-        ax.errorbar(
-            a["auc"],
-            y,
-            xerr=[a["auc"] - a["ci_low"], a["ci_high"] - a["auc"]],
-            fmt="o",
-            color="#333333",
-            ecolor="#999999",
-            capsize=2,
-        )
+        # the interval drawn as it is: a percentile bootstrap interval may not hold the
+        # estimate (e.g. AUC at its bound), which an error bar cannot show
+        ax.hlines(y, a["ci_low"], a["ci_high"], color="#999999")
+        ax.plot(a["auc"], y, "o", color="#333333")
         ax.axvline(0.5, color="#999999", linestyle="--", linewidth=1)
         ax.set_yticks(
             y, [f"{f} [{m}]" for f, m in zip(a["feature"], a["measure"], strict=True)], fontsize=7
