@@ -23,26 +23,22 @@ def cohort_copy(tmp_path) -> Path:
     return dst
 
 
+def workflow_command(workdir: Path, *args, config=None, targets=(), cores: int = 2) -> list:
+    """The snakemake command line of the tests (repo's Snakefile, ``workdir`` as working
+    directory); targets first, since --configfile and --config take every following word."""
+    cmd = [SNAKEMAKE, *targets, "-s", str(REPO / "Snakefile"), "-d", str(workdir)]
+    cmd += ["--cores", str(cores), "--configfile", str(REPO / "config" / "config.yaml")]
+    cmd += list(args)
+    if config:
+        cmd += ["--config"] + [f"{k}={v}" for k, v in config.items()]
+    return cmd
+
+
 def run_workflow(
     workdir: Path, *args, config: dict | None = None, targets=(), timeout=1200, env=None
 ):
     """Run snakemake on the repo's Snakefile with ``workdir`` as working directory."""
-    # targets first: --configfile and --config take every following word
-    cmd = [
-        SNAKEMAKE,
-        *targets,
-        "-s",
-        str(REPO / "Snakefile"),
-        "-d",
-        str(workdir),
-        "--cores",
-        "2",
-        "--configfile",
-        str(REPO / "config" / "config.yaml"),
-    ]
-    cmd += list(args)
-    if config:
-        cmd += ["--config"] + [f"{k}={v}" for k, v in config.items()]
+    cmd = workflow_command(workdir, *args, config=config, targets=targets)
     env = dict(os.environ, PYTHONHASHSEED="0", **(env or {}))
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
 

@@ -14,26 +14,13 @@ import pytest
 from rhlh import tables
 from rhlh_dev.simulate import simulate_cohort, write_cohort
 
-from .conftest import EXAMPLE, REPO, SNAKEMAKE, run_workflow
+from .conftest import EXAMPLE, run_workflow, workflow_command
 
 pytestmark = pytest.mark.slow
 
 
-def _popen(workdir, log, config, targets):
-    cmd = [
-        SNAKEMAKE,
-        *targets,
-        "-s",
-        str(REPO / "Snakefile"),
-        "-d",
-        str(workdir),
-        "--cores",
-        "1",
-        "--configfile",
-        str(REPO / "config" / "config.yaml"),
-        "--config",
-        *[f"{k}={v}" for k, v in config.items()],
-    ]
+def _popen(workdir, log, config, targets, *args):
+    cmd = workflow_command(workdir, *args, config=config, targets=targets, cores=1)
     env = dict(os.environ, PYTHONHASHSEED="0")
     return subprocess.Popen(
         cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env
@@ -46,6 +33,10 @@ def test_two_cohorts_at_once_and_a_busy_results_root_refused(tmp_path):
     another run on the first one's results root is refused with a lock message."""
     small = tmp_path / "small"
     write_cohort(simulate_cohort(n_patients=6, n_genes=300, seed=11), small, "tsv")
+    # the response test's permutations (about 67 of them) keep the first run busy for
+    # the refusals below, however fast the rest has become
+    slow = tmp_path / "slow.yaml"
+    slow.write_text("de:\n  permutation_nulls: 200000\n")
     cfg_a = {"cohort": str(EXAMPLE), "results": "res_a"}
     cfg_b = {"cohort": str(small), "results": "res_b"}
     # on one core: validation, the mixed models and the DE fits with their permutations (a
@@ -57,7 +48,7 @@ def test_two_cohorts_at_once_and_a_busy_results_root_refused(tmp_path):
     ]
     target_b = ["res_b/inputs/summary.tsv", "res_b/clinical/responders.tsv"]
     log_a = open(tmp_path / "a.log", "w")
-    a = _popen(tmp_path, log_a, cfg_a, target_a)
+    a = _popen(tmp_path, log_a, cfg_a, target_a, "--configfile", str(slow))
     try:
         b = run_workflow(tmp_path, config=cfg_b, targets=target_b, timeout=600)
         assert b.returncode == 0, b.stderr[-3000:]
@@ -82,7 +73,7 @@ def test_two_cohorts_at_once_and_a_busy_results_root_refused(tmp_path):
     assert "FileNotFoundError" not in text
     assert all((tmp_path / t).stat().st_size > 0 for t in target_a)
     # the lock ends with its run: the same root is free again, nothing left to do
-    r = run_workflow(tmp_path, "-n", config=cfg_a, targets=target_a)
+    r = run_workflow(tmp_path, "-n", "--configfile", str(slow), config=cfg_a, targets=target_a)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "Nothing to be done" in r.stdout + r.stderr
 
