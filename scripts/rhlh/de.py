@@ -97,6 +97,7 @@ class QLState:
     disp: np.ndarray  # trended NB dispersions
     beta: np.ndarray  # genes x p, natural log
     mu: np.ndarray  # n x genes, unthresholded
+    abundance: np.ndarray  # log(baseMean + 0.5): the covariate of the QL prior's trend
     ql: object  # rhlh.qlf.QLFit
 
 
@@ -691,7 +692,14 @@ def _ql_state(fit: DEFit) -> QLState:
         closed_form=False,
     )
     abundance = np.log(dds.var["_normed_means"].to_numpy()[nz] + 0.5)
-    state = QLState(y=y, disp=trend, beta=beta, mu=mu, ql=qlf.ql_fit(y, mu, trend, X, abundance))
+    state = QLState(
+        y=y,
+        disp=trend,
+        beta=beta,
+        mu=mu,
+        abundance=abundance,
+        ql=qlf.ql_fit(y, mu, trend, X, abundance),
+    )
     LOG.info("%s: %s", fit.design.formula, state.ql.describe())
     return state
 
@@ -809,7 +817,6 @@ def _permutation_pvalues(
     pc = fit.patient_col
     table = fit.samples.groupby(pc, sort=False)[columns].first()
     rng = np.random.default_rng(fit.seed)
-    abundance = np.log(dds.var["_normed_means"].to_numpy()[dds.non_zero_idx] + 0.5)
     nulls = []
     step = Progress(f"permutations of {', '.join(columns)}", n_perm, "permutations", logger=LOG)
     for _ in range(n_perm):
@@ -823,8 +830,6 @@ def _permutation_pvalues(
         X = design.matrix.to_numpy(dtype=float)
         # warm start: the reduced model's coefficients, the tested columns at 0
         init = start.reindex(columns=design.matrix.columns, fill_value=0.0).to_numpy()
-        # warm start: the reduced model's coefficients, the tested columns at 0
-        init = start.reindex(columns=design.matrix.columns, fill_value=0.0).to_numpy()
         _, mu = _nb_fit(
             st.y,
             sf,
@@ -836,7 +841,7 @@ def _permutation_pvalues(
             beta_init=init,
             closed_form=False,
         )
-        ql_b = qlf.ql_fit(st.y, mu, st.disp, X, abundance)
+        ql_b = qlf.ql_fit(st.y, mu, st.disp, X, st.abundance)
         _, p_b = qlf.f_test(dev_red, ql_b, max(design.rank - reduced_rank, 1))
         nulls.append(p_b[ok & np.isfinite(p_b)])
         step.update(1)
