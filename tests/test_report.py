@@ -81,6 +81,16 @@ def visible_text(dom: str) -> str:
     return " ".join(" ".join(p.parts).split())
 
 
+def dump_dom(report_html, tmp_path) -> str:
+    """The report's DOM after headless Chromium has run its scripts."""
+    return subprocess.run(
+        [CHROMIUM, *chromium_flags(tmp_path), "--dump-dom", report_html.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    ).stdout
+
+
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed")
 def test_report_renders_in_chromium(report_html, tmp_path):
     shot = tmp_path / "report.png"
@@ -92,12 +102,7 @@ def test_report_renders_in_chromium(report_html, tmp_path):
         timeout=180,
     )
     assert shot.exists() and shot.stat().st_size > 20_000, r.stderr[-2000:]
-    dom = subprocess.run(
-        [CHROMIUM, *flags, "--dump-dom", report_html.as_uri()],
-        capture_output=True,
-        text=True,
-        timeout=180,
-    ).stdout
+    dom = dump_dom(report_html, tmp_path)
     assert "R-HLH" in dom
     # kept beside the repo's results/ like a CI artifact
     keep = REPO / "results" / "report-screenshot.png"
@@ -108,12 +113,7 @@ def test_report_renders_in_chromium(report_html, tmp_path):
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed")
 def test_report_landing_shows_headline_table(report_html, example_run, tmp_path):
     """The headline table is text on the landing page, not only a download."""
-    dom = subprocess.run(
-        [CHROMIUM, *chromium_flags(tmp_path), "--dump-dom", report_html.as_uri()],
-        capture_output=True,
-        text=True,
-        timeout=180,
-    ).stdout
+    dom = dump_dom(report_html, tmp_path)
     text = visible_text(dom)
     with open(example_run / "results" / "report" / "headline.tsv", newline="") as fh:
         rows = list(csv.DictReader(fh, delimiter="\t"))
@@ -159,12 +159,7 @@ def test_report_landing_shows_the_patients(report_html, example_run):
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed")
 def test_report_landing_patients_visible_in_chromium(report_html, tmp_path):
-    dom = subprocess.run(
-        [CHROMIUM, *chromium_flags(tmp_path), "--dump-dom", report_html.as_uri()],
-        capture_output=True,
-        text=True,
-        timeout=180,
-    ).stdout
+    dom = dump_dom(report_html, tmp_path)
     text = visible_text(dom)
     assert "The patients: flow and swimmer plot" in text
     assert "Swimmer plot." in text and "Patient flow." in text
