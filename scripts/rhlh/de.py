@@ -116,8 +116,9 @@ class DEFit:
     mode: str = "deseq2"  # "calibrated": QL F-tests (rhlh.qlf) on the same fit
     ql: object | None = None  # QLState of the calibrated mode
     patient_col: str = "patient_id"
-    permutation_nulls: int = 0  # calibrated mode: pooled null p-values for between-patient tests
+    permutation_nulls: int = 0  # calibrated mode: pooled null p-values per calibrated test
     seed: int = 0
+    flips: list | None = None  # calibrated mode: the sign-flipped refits (_sign_flips), cached
 
     @property
     def gene_ids(self) -> pd.Index:
@@ -556,7 +557,7 @@ def wald_test(
     res = ds.results_df[["baseMean", "log2FoldChange", "lfcSE", "stat", "pvalue", "padj"]]
     res = res.copy()
     if fit.mode == "calibrated":
-        res["stat"], res["pvalue"], res["padj"] = _ql_wald(
+        res["stat"], res["pvalue"], res["padj"], n_flips = _ql_wald(
             fit, vec, res["pvalue"].to_numpy(), alpha, independent_filter
         )
     if shrink:
@@ -569,6 +570,8 @@ def wald_test(
             # apeglm shrinks one coefficient; a difference of coefficients has no prior here
             LOG.info("no LFC shrinkage for a contrast that is not a single coefficient")
     res["test"] = TEST_NAMES[(fit.mode, "wald")]
+    if fit.mode == "calibrated" and n_flips:
+        res["test"] += f", sign-flip-calibrated ({n_flips} x patients)"
     return _annotate(res, fit, gene_names)
 
 
@@ -585,7 +588,26 @@ def _ql_wald(fit: DEFit, vec, deseq2_p, alpha, filtering: bool):
     pvalue = np.full(dds.n_vars, np.nan)
     stat[nz], pvalue[nz] = qlf.wald_f(z, st.ql)
     pvalue[np.isnan(deseq2_p)] = np.nan
-    return stat, pvalue, _padj(dds, pvalue, alpha, filtering)
+    flip = _flip_columns(fit)
+    n_flips = 0
+    if flip is not None and np.all(vec[~flip] == 0) and fit.permutation_nulls > 0:
+        ok = np.isfinite(pvalue[nz])
+        nulls = []
+        for Xb, beta_b, ql_b in _sign_flips(fit):
+            mu_b = np.maximum(sf_mu(dds, Xb, beta_b), dds.min_mu)
+            _, z_b, _ = nbglm_wald(
+                Xb, st.disp, beta_b, mu_b, np.full(X.shape[1], 1e-6), vec, 0.0, fit.n_cpus
+            )
+            nulls.append(qlf.wald_f(z_b, ql_b)[1][ok])
+        sub = pvalue[nz]
+        sub[ok], n_flips = _pooled_calibration(fit, sub[ok], nulls, "contrast, sign flips")
+        pvalue[nz] = sub
+    return stat, pvalue, _padj(dds, pvalue, alpha, filtering), n_flips
+
+
+def sf_mu(dds, X, beta) -> np.ndarray:
+    """Fitted means (samples x genes) of natural-log coefficients ``beta`` (genes x p)."""
+    return dds.obs["size_factors"].to_numpy()[:, None] * np.exp(X @ beta.T)
 
 
 def _padj(dds, pvalue, alpha, filtering: bool) -> np.ndarray:
@@ -751,6 +773,13 @@ def lrt(
                 fit, moved, reduced.rank, dev_red, pvalue[nz], start
             )
             test += f", permutation-calibrated ({n_perm} x {'+'.join(moved)})"
+        elif _flips_test(fit, reduced) and fit.permutation_nulls > 0:
+            ok = np.isfinite(pvalue[nz])
+            nulls = [qlf.f_test(dev_red, ql_b, df)[1][ok] for _, _, ql_b in _sign_flips(fit)]
+            sub = pvalue[nz]
+            sub[ok], n_flips = _pooled_calibration(fit, sub[ok], nulls, "LRT, sign flips")
+            pvalue[nz] = sub
+            test += f", sign-flip-calibrated ({n_flips} x patients)"
         return _finish_lrt(
             fit, stat, pvalue, df, alpha, gene_names, cooks_filter, independent_filtering, test
         )
@@ -797,6 +826,124 @@ def _between_patient_columns(fit: DEFit, reduced: Design) -> list[str]:
     return [c for c in cols if (per_patient[c] <= 1).all()]
 
 
+def _flip_columns(fit: DEFit) -> np.ndarray | None:
+    """Mask of the design columns that vary within some patient (visit and its interactions)
+    when the design has a patient term, else None: the columns whose sign a patient's
+    trajectory flip reverses. The other columns are constant within every patient."""
+    pc = fit.patient_col
+    if pc not in {c for t in fit.design.terms for c in t.columns}:
+        return None
+    M = fit.design.matrix
+    varies = M.groupby(fit.samples[pc].to_numpy(), sort=False).nunique().gt(1).any()
+    mask = varies.reindex(M.columns).to_numpy(dtype=bool)
+    return mask if mask.any() else None
+
+
+def _flips_test(fit: DEFit, reduced: Design) -> bool:
+    """Whether an LRT tests exactly the within-patient columns (the time test: reduced =
+    the patient-level part of the design), which the sign flips calibrate."""
+    mask = _flip_columns(fit)
+    if mask is None:
+        return False
+    cols = fit.design.matrix.columns
+    kept = set(reduced.matrix.columns)
+    if not kept <= set(cols):
+        return False
+    return bool(np.array_equal(~cols.isin(list(kept)), mask))
+
+
+def _sign_flips(fit: DEFit) -> list:
+    """Refits of the design with the trajectories of half of the patients mirrored.
+
+    Each flip multiplies the within-patient columns (:func:`_flip_columns`) of a random half
+    of the patients by -1 — their change from their own baseline enters with the opposite
+    sign — and refits the model with the trended dispersions and QL dispersions. When no
+    visit effect exists on average, patient trajectories (per-patient slopes included) are as
+    likely mirrored as not, so a test on a flipped fit is a draw from the test's null; taking
+    exactly half of the patients cancels a common change to first order, so that genes that
+    do change add little to the pooled null. ``fit.permutation_nulls / genes`` flips (at least
+    2), seeded by ``fit.seed``, computed once per fit and shared by its tests. Returns
+    (X, beta, QL fit) per flip.
+    """
+    if fit.flips is not None:
+        return fit.flips
+    dds, st = fit.dds, fit.ql
+    sf = dds.obs["size_factors"].to_numpy()
+    mask = _flip_columns(fit)
+    X = fit.design.matrix.to_numpy(dtype=float)
+    patients = fit.samples[fit.patient_col].to_numpy()
+    ids = pd.unique(patients)
+    n_flip = max(2, int(np.ceil(fit.permutation_nulls / max(st.y.shape[1], 1))))
+    rng = np.random.default_rng([fit.seed, 1])
+    step = Progress(f"{fit.design.formula}: sign flips", n_flip, "flips", logger=LOG)
+    flips = []
+    for _ in range(n_flip):
+        half = rng.choice(ids, size=len(ids) // 2, replace=False)
+        Xb = X.copy()
+        rows = np.isin(patients, half)
+        Xb[np.ix_(rows, mask)] *= -1.0
+        # warm start: the fit's own coefficients with the flipped columns at 0
+        init = np.where(mask[None, :], 0.0, st.beta)
+        beta_b, mu_b = _nb_fit(
+            st.y,
+            sf,
+            Xb,
+            st.disp,
+            qlf.MIN_MU,
+            fit.n_cpus,
+            step="",
+            beta_init=init,
+            closed_form=False,
+        )
+        flips.append((Xb, beta_b, qlf.ql_fit(st.y, mu_b, st.disp, Xb, st.abundance)))
+        step.update(1)
+    fit.flips = flips
+    return flips
+
+
+def _pooled_calibration(fit: DEFit, pvalue: np.ndarray, nulls: list, what: str):
+    """``pvalue`` read on the pooled null p-values ``nulls`` (:func:`calibrate_to_pool`);
+    unchanged, with a warning, when the pool is empty. Returns (p-values, draws)."""
+    pool = np.sort(np.concatenate([n[np.isfinite(n)] for n in nulls])) if nulls else np.array([])
+    if pool.size == 0:
+        LOG.warning("%s: no null p-value (%s); QL p-values kept", fit.design.formula, what)
+        return pvalue, 0
+    LOG.info(
+        "%s (%s): %d draws, %d pooled null p-values (%.4f of them below 0.01)",
+        fit.design.formula,
+        what,
+        len(nulls),
+        pool.size,
+        float(np.mean(pool < 0.01)),
+    )
+    return calibrate_to_pool(pvalue, pool), len(nulls)
+
+
+PERMUTATION_TAIL = 100  # pooled null p-values below the point where the tail is extrapolated
+
+
+def calibrate_to_pool(p: np.ndarray, pool: np.ndarray, tail: int = PERMUTATION_TAIL) -> np.ndarray:
+    """Observed p-values read on the pooled null distribution ``pool`` (sorted).
+
+    Above the tail point ``t`` (the ``tail``-th smallest null value) a p-value is the
+    empirical share (1 + k) / (1 + N) of null values at or below it. Below ``t`` the empirical
+    share would stop at 1 / (1 + N) — too coarse for BH over thousands of genes — so the
+    null distribution's lower tail is taken proportional to the nominal p-value, with the
+    inflation measured at ``t``: p · F(t) / t. The two pieces meet at ``t`` and the map is
+    monotone, so genes keep the order of their nominal p-values.
+    """
+    p = np.asarray(p, dtype=float)
+    n = pool.size
+    emp = (1.0 + np.searchsorted(pool, p, side="right")) / (1.0 + n)
+    t = pool[min(tail, n) - 1]
+    if t <= 0:
+        return emp
+    f_t = (1.0 + np.searchsorted(pool, t, side="right")) / (1.0 + n)
+    low = p < t
+    emp[low] = p[low] * (f_t / t)
+    return emp
+
+
 def _permutation_pvalues(
     fit: DEFit, columns: list[str], reduced_rank: int, dev_red, pvalue, start: pd.DataFrame
 ):
@@ -806,8 +953,9 @@ def _permutation_pvalues(
     visits and counts: patient-specific trajectories stay with their patient); each
     permutation refits the full model with the trended dispersions and gives every gene a
     null QL F p-value against the same reduced fit. A gene's p-value is the share of the
-    pooled null p-values at or below its own ((1 + k) / (1 + N)): calibrated under
-    exchangeable patients whatever the residual correlation within patients. Permutations:
+    pooled null p-values at or below its own ((1 + k) / (1 + N)), extrapolated in the far
+    tail (:func:`calibrate_to_pool`): calibrated under exchangeable patients whatever the
+    residual correlation within patients. Permutations:
     enough for ``fit.permutation_nulls`` null values, at least 2, seeded by ``fit.seed``.
     """
     dds, st = fit.dds, fit.ql
@@ -845,24 +993,11 @@ def _permutation_pvalues(
         _, p_b = qlf.f_test(dev_red, ql_b, max(design.rank - reduced_rank, 1))
         nulls.append(p_b[ok & np.isfinite(p_b)])
         step.update(1)
-    pool = np.sort(np.concatenate(nulls))
-    if pool.size == 0:
-        LOG.warning(
-            "%s: no permutation gave a null p-value; QL F p-values kept", fit.design.formula
-        )
-        return pvalue, 0
     out = np.full(pvalue.shape, np.nan)
-    out[ok] = (1.0 + np.searchsorted(pool, pvalue[ok], side="right")) / (1.0 + pool.size)
-    LOG.info(
-        "%s: %d permutations of %s between patients, %d pooled null p-values "
-        "(%.4f of them below 0.01)",
-        fit.design.formula,
-        n_perm,
-        ", ".join(columns),
-        pool.size,
-        float(np.mean(pool < 0.01)),
+    out[ok], n_done = _pooled_calibration(
+        fit, pvalue[ok], nulls, f"permutations of {', '.join(columns)}"
     )
-    return out, n_perm
+    return out, n_done
 
 
 def _finish_lrt(

@@ -210,7 +210,10 @@ def _de_mode_html(mode: str, permutation_nulls: int = 0) -> str:
             "with their patient), each permutation gives every gene a null QL F p-value, and a "
             "gene's p-value is the share of the pooled null p-values at or below its own "
             f"(<code>de.permutation_nulls</code> = {int(permutation_nulls)} null values, "
-            "seeded). "
+            "seeded). Tests of the change within patients (the time test and the per-visit "
+            "tests) are calibrated the same way on sign flips: a random half of the patients "
+            "have their trajectory mirrored (within-patient design columns times -1) and the "
+            "model is refitted, which respects patient-specific trajectories. "
             if permutation_nulls
             else ""
         )
