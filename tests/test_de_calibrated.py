@@ -85,6 +85,13 @@ def test_between_patient_columns(null_cohort):
     )
     time_reduced = build_design(samples, specs[0].reduced["time"], levels=levels)
     assert de._between_patient_columns(fit_visit, time_reduced) == []
+    # the time test is the one the sign flips calibrate; the response test is not
+    flip = de._flip_columns(fit_visit)
+    assert list(fit_visit.design.matrix.columns[flip]) == [
+        c for c in fit_visit.design.matrix.columns if c.startswith("visit")
+    ]
+    assert de._flips_test(fit_visit, time_reduced)
+    assert not de._flips_test(fit, reduced)
 
 
 def test_same_seed_same_tables_other_seed_other_pvalues(null_cohort):
