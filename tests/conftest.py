@@ -14,6 +14,29 @@ REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "example" / "cohort"
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 
+# snakemake-executor-plugin-slurm runs `scontrol show config` whenever Snakemake starts (for
+# a help text). Where Slurm's client is installed but no controller answers (a machine after
+# the live Slurm test stopped its daemons), each start then waits ~10 s for scontrol's own
+# timeout. The tests run scontrol through this wrapper: `show config` gets 1 s, anything else
+# (the live test's up.sh, the plugin on a running cluster) goes straight to the real command.
+SCONTROL_WRAPPER = """#!/bin/sh
+here=$(dirname "$0")
+PATH=$(printf '%s' "$PATH" | tr ':' '\\n' | grep -vxF "$here" | paste -sd: -)
+real=$(command -v scontrol) || exit 127
+if [ "$1" = show ] && [ "$2" = config ]; then exec timeout 1 "$real" "$@"; fi
+exec "$real" "$@"
+"""
+
+
+def pytest_configure(config):
+    """Put the scontrol wrapper first on PATH for every command the tests start."""
+    import tempfile
+
+    wrapper_dir = Path(tempfile.mkdtemp(prefix="rhlh-test-bin-"))
+    (wrapper_dir / "scontrol").write_text(SCONTROL_WRAPPER)
+    (wrapper_dir / "scontrol").chmod(0o755)
+    os.environ["PATH"] = f"{wrapper_dir}{os.pathsep}{os.environ.get('PATH', '')}"
+
 
 @pytest.fixture
 def cohort_copy(tmp_path) -> Path:
