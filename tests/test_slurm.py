@@ -19,6 +19,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from rhlh.resources import files_mb, ingest_memory_mb, ingest_runtime_min
+
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 PROFILES = REPO / "profiles"
@@ -105,19 +107,27 @@ def test_profiles_parse_and_carry_required_settings():
     assert "slurm_extra" in dres
 
 
-def test_profiles_agree_on_per_rule_resources():
-    """Both profiles name the same heavy rules with the same memory/runtime expressions."""
+def test_profiles_agree_on_threads_and_leave_memory_to_the_rules():
+    """Both profiles name the same multi-threaded rules; neither sets per-rule memory or
+    runtime, so the rules' requests from their input size (rhlh.resources) reach the jobs."""
     default, slurm = load_profile("default"), load_profile("slurm")
-    assert default["set-resources"] == slurm["set-resources"]
     assert set(default["set-threads"]) == set(slurm["set-threads"])
+    for prof in (default, slurm):
+        assert "set-resources" not in prof
 
 
-@pytest.mark.parametrize("profile", ["default", "slurm"])
-def test_memory_bound_rules_grow_with_attempt(profile):
-    for rule, res in load_profile(profile)["set-resources"].items():
-        expr = str(res["mem_mb"])
-        at = [eval(expr, {"attempt": a}) for a in (1, 2, 3)]  # noqa: S307 - our own file
-        assert at[0] > 0 and at[0] < at[1] < at[2], f"{profile}: {rule} mem_mb={expr}"
+# the rules whose memory follows their input or grows with the attempt: cluster jobs
+HEAVY_RULES = {
+    "ingest_counts",
+    "expression_normalize",
+    "expression_qc",
+    "de_fit",
+    "signatures_score",
+    "signatures_models",
+    "signatures_enrichment",
+    "cytokines_models",
+    "response_associations",
+}
 
 
 def test_profile_and_localrule_names_are_rules(workflow_copy, tmp_path):
@@ -129,9 +139,9 @@ def test_profile_and_localrule_names_are_rules(workflow_copy, tmp_path):
         prof = load_profile(name)
         named = set(prof.get("set-resources", {})) | set(prof.get("set-threads", {}))
         assert named - rules == set(), f"profile {name} names unknown rules {named - rules}"
-    # the heavy steps (those with per-rule resources) must stay cluster jobs
-    heavy = set(load_profile("slurm")["set-resources"])
-    assert not heavy & set(localrules_declared())
+    # the heavy steps must stay cluster jobs
+    assert HEAVY_RULES <= rules
+    assert not HEAVY_RULES & set(localrules_declared())
 
 
 def test_profile_resources_reach_jobs(workflow_copy, tmp_path):
@@ -156,7 +166,9 @@ def test_profile_resources_reach_jobs(workflow_copy, tmp_path):
         if m:
             jobs.setdefault(m.group(1), []).append(block)
     (ingest,) = jobs["ingest_counts"]
-    assert re.search(r"\bmem_mb=4000\b", ingest) and "runtime=60" in ingest
+    delivery = files_mb(sorted((REPO / "example" / "cohort").glob("counts*")))
+    assert re.search(rf"\bmem_mb={ingest_memory_mb(delivery)}\b", ingest), ingest
+    assert re.search(rf"\bruntime={ingest_runtime_min(delivery)}\b", ingest), ingest
     assert "slurm_partition=debug" in ingest and "slurm_account=ci" in ingest
     assert len(jobs["validated_table"]) == 6
 
@@ -253,6 +265,43 @@ def test_slurm_threads_are_capped_at_the_node_cpus(workflow_copy, tmp_path):
     proc = snakemake(workflow_copy, *local, env={"RHLH_SLURM_MAX_CPUS": "1", "PATH": path})
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Threads capped" not in proc.stdout + proc.stderr
+
+
+def test_cell_type_jobs_are_one_cluster_job_per_cell_type(workflow_copy, tmp_path):
+    """Dry run of a single-cell cohort with the SLURM profile: each cell type's DE fit, figures
+    and enrichment form one group job (no queue wait between them), the cell types apart."""
+    from rhlh_dev.simulate import simulate_cohort, write_cohort
+
+    cohort = simulate_cohort(n_patients=8, n_genes=400, seed=5)
+    write_cohort(
+        cohort, tmp_path / "cohort", "h5ad-sc", cells_per_sample=30, cell_types=("T", "NK")
+    )
+    fake = str(fake_slurm_bin(tmp_path / "bin", "4"))
+    site = {"RHLH_SLURM_PARTITION": "debug", "RHLH_SLURM_ACCOUNT": "ci"}
+    site["PATH"] = f"{fake}{os.pathsep}{os.environ['PATH']}"
+    proc = snakemake(
+        workflow_copy,
+        "-n",
+        "--workflow-profile",
+        "profiles/slurm",
+        "--config",
+        f"cohort={tmp_path / 'cohort'}",
+        f"results={tmp_path / 'results'}",
+        env=site,
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    groups = re.split(r"Group job cell_type \(jobs in lexicogr\. order\):", out)[1:]
+    assert len(groups) == 2, out[-3000:]
+    members = []
+    for block in groups:
+        block = re.split(r"\n\[[^\]]+\]\n(?:local)?rule ", block)[0]  # up to the next job
+        rules = sorted(re.findall(r"^    rule (\w+):", block, flags=re.M))
+        cts = set(re.findall(r"wildcards: cell_type=(\w+)", block))
+        members.append((rules, cts))
+    want = ["de_figures_cell_type", "de_fit_cell_type", "signatures_enrichment_cell_type"]
+    assert all(rules == want for rules, _ in members), members
+    assert sorted(tuple(cts) for _, cts in members) == [("NK",), ("T",)], members
 
 
 def test_slurm_scripts_are_valid_bash():

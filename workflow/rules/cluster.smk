@@ -17,7 +17,9 @@ localrules:
     all,
     validated_table,
     input_summary,
+    validation_warnings,
     clinical_responders,
+    clinical_patients,
     clinical_endpoints,
     clinical_pk,
     cytokines_values,
@@ -25,10 +27,13 @@ localrules:
     cytokines_figures,
     signatures_figures,
     de_figures,
+    de_cell_types_skipped,
+    de_cell_types_figure,
     response_figures,
     report_summary,
     report_methods,
     report_tables,
+    report_patients,
 
 
 def _check_slurm_site_settings():

@@ -12,6 +12,7 @@ BASE = Path(workflow.current_basedir).resolve().parents[1]
 sys.path.insert(0, str(BASE / "scripts"))
 
 from rhlh.contract.counts import count_input_files  # noqa: E402
+import rhlh.resources  # noqa: E402
 from rhlh.workflow_support import (
     cell_types,
     check_inputs_once,
@@ -148,3 +149,34 @@ def all_targets(wildcards):
 wildcard_constraints:
     table="|".join(TABLES),
     cell_type="[A-Za-z0-9_.-]+",
+
+
+# Memory (MB) and runtime (minutes) of the heavy rules follow their input: the samples x genes
+# of the count matrix they read (the h5ad header), or the size of the delivery for the ingest
+# (rhlh.resources, docs/cluster.md); a retry after running out of memory asks for more.
+def _input_dims(input, cell_type=None):
+    if cell_type is None:
+        return rhlh.resources.h5ad_dims(input.counts)
+    return rhlh.resources.h5ad_dims(input.counts, "cell_type", cell_type)
+
+
+def mem_for(kind, per_cell_type=False):
+    """A rule's mem_mb: rhlh.resources.memory_mb of the counts it reads, times the attempt."""
+
+    def mem_mb(wildcards, input, attempt):
+        ct = CELL_TYPES[wildcards.cell_type] if per_cell_type else None
+        return rhlh.resources.memory_mb(kind, _input_dims(input, ct), attempt)
+
+    return mem_mb
+
+
+def runtime_for(kind, per_cell_type=False):
+    """A rule's runtime: rhlh.resources.runtime_min of the counts it reads, on its threads."""
+
+    def runtime(wildcards, input, threads, attempt):
+        ct = CELL_TYPES[wildcards.cell_type] if per_cell_type else None
+        return rhlh.resources.runtime_min(
+            kind, _input_dims(input, ct), threads, attempt
+        )
+
+    return runtime

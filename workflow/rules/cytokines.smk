@@ -60,7 +60,7 @@ rule cytokines_models:
         "../../envs/cytokines.yaml"
     threads: 1
     resources:
-        mem_mb=2000,
+        mem_mb=lambda wc, attempt: 2000 * attempt,
         runtime=120,
     params:
         visits=config["visits"],

@@ -72,8 +72,8 @@ rule de_fit:
         "../../envs/de.yaml"
     threads: 2
     resources:
-        mem_mb=lambda wc, attempt: 4000 * attempt,
-        runtime=120,
+        mem_mb=mem_for("de_fit"),
+        runtime=runtime_for("de_fit"),
     params:
         **DE_FIT_PARAMS,
     script:
@@ -144,7 +144,9 @@ TARGETS["de"] = (
 )
 
 
-# single-cell input with cell types: the same designs on each cell type's pseudobulk
+# single-cell input with cell types: the same designs on each cell type's pseudobulk. On a
+# cluster, a cell type's fit, figures and enrichment run as one job (group "cell_type": no
+# queue wait between them; cell types in parallel); groups are ignored in local runs.
 use rule de_fit as de_fit_cell_type with:
     input:
         counts=res("inputs/validated/counts_by_cell_type.h5ad"),
@@ -161,6 +163,11 @@ use rule de_fit as de_fit_cell_type with:
         logp("de_fit_cell_type", "{cell_type}.log"),
     benchmark:
         bench("de_fit_cell_type", "{cell_type}.tsv")
+    group:
+        "cell_type"
+    resources:
+        mem_mb=mem_for("de_fit", per_cell_type=True),
+        runtime=runtime_for("de_fit", per_cell_type=True),
     params:
         **DE_FIT_PARAMS,
         cell_type=lambda wc: CELL_TYPES[wc.cell_type],
@@ -230,6 +237,8 @@ use rule de_figures as de_figures_cell_type with:
         logp("de_figures_cell_type", "{cell_type}.log"),
     benchmark:
         bench("de_figures_cell_type", "{cell_type}.tsv")
+    group:
+        "cell_type"
     params:
         visits=DE_FIG_VISITS,
         baseline=DE_BASELINE,

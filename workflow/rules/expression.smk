@@ -37,8 +37,8 @@ rule expression_normalize:
         "../../envs/expression.yaml"
     threads: 2
     resources:
-        mem_mb=lambda wc, attempt: 4000 * attempt,
-        runtime=60,
+        mem_mb=mem_for("expression"),
+        runtime=runtime_for("expression"),
     params:
         min_count=EXPR["min_count"],
         min_samples=EXPR["min_samples"],
@@ -85,8 +85,8 @@ rule expression_qc:
         "../../envs/expression.yaml"
     threads: 1
     resources:
-        mem_mb=lambda wc, attempt: 4000 * attempt,
-        runtime=30,
+        mem_mb=mem_for("expression"),
+        runtime=runtime_for("expression"),
     params:
         visits=config["visits"],
         exclude_samples=EXPR["exclude_samples"],

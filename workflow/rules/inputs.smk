@@ -67,8 +67,12 @@ rule ingest_counts:
         "../../envs/rhlh.yaml"
     threads: 1
     resources:
-        mem_mb=lambda wc, attempt: 4000 * attempt,
-        runtime=60,
+        mem_mb=lambda wc, input, attempt: rhlh.resources.ingest_memory_mb(
+            rhlh.resources.files_mb(input.counts), attempt
+        ),
+        runtime=lambda wc, input, attempt: rhlh.resources.ingest_runtime_min(
+            rhlh.resources.files_mb(input.counts), attempt
+        ),
     params:
         sample_mismatch=config["sample_mismatch"],
         # the delivery as configured (a file, or the folder of per-sample quantifications)

@@ -42,8 +42,8 @@ rule signatures_score:
         "../../envs/signatures.yaml"
     threads: 1
     resources:
-        mem_mb=lambda wc, attempt: 4000 * attempt,
-        runtime=20,
+        mem_mb=mem_for("signatures"),
+        runtime=runtime_for("signatures"),
     params:
         methods=SIG["methods"],
         min_genes=SIG["min_genes"],
@@ -74,8 +74,8 @@ rule signatures_score_cell_types:
         "../../envs/signatures.yaml"
     threads: 1
     resources:
-        mem_mb=lambda wc, attempt: 4000 * attempt,
-        runtime=30,
+        mem_mb=mem_for("signatures"),
+        runtime=runtime_for("signatures"),
     params:
         methods=SIG["methods"],
         min_genes=SIG["min_genes"],
@@ -107,7 +107,7 @@ rule signatures_models:
         "../../envs/signatures.yaml"
     threads: 1
     resources:
-        mem_mb=2000,
+        mem_mb=lambda wc, attempt: 2000 * attempt,
         runtime=120,
     params:
         methods=SIG["model_methods"],
@@ -139,8 +139,8 @@ rule signatures_enrichment:
         "../../envs/signatures.yaml"
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=30,
+        mem_mb=lambda wc, attempt: 2000 * attempt,
+        runtime=60,
     params:
         methods=SIG["enrichment_methods"],
         n_perm=SIG["n_perm"],
@@ -167,6 +167,9 @@ use rule signatures_enrichment as signatures_enrichment_cell_type with:
         logp("signatures_enrichment_cell_type", "{cell_type}.log"),
     benchmark:
         bench("signatures_enrichment_cell_type", "{cell_type}.tsv")
+    # with the cell type's DE fit and figures, one cluster job per cell type (de.smk)
+    group:
+        "cell_type"
 
 
 rule signatures_figures:
