@@ -25,6 +25,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from rhlh import resources
+
 REPO = Path(__file__).resolve().parents[2]  # tools/rhlh_dev/benchmark.py -> repository root
 # Dependency order; a stage whose rule file is not wired (no TARGETS entry) is skipped.
 STAGES = ("inputs", "expression", "clinical", "de", "signatures", "cytokines", "response", "all")
@@ -773,6 +775,12 @@ def evaluate_targets(summary: pd.DataFrame) -> pd.DataFrame:
             ok = sub[sub["repeats"] > 0]
             peak = max(ok["peak_tree_pss_mib"].max(), ok["peak_rss_mib"].max()) / GIB
             add("1,000 samples x 60,000 genes: peak < 8 GiB", size, peak, 8.0, "GiB")
+        # the cluster requests (rhlh.resources) cover what the jobs used: the stage's largest
+        # single process is its heavy job (de_fit, expression_normalize / expression_qc)
+        for stage, kind in (("de", "de_fit"), ("expression", "expression")):
+            peak_mb = _get(summary, size, stage, "peak_rss_mib") * 1.048576
+            asked = resources.memory_mb(kind, (int(n), int(g)))
+            add(f"{stage} job peak < its mem_mb request", size, peak_mb, asked, "MB")
     for size in pd.unique(summary.loc[summary["kind"] == "single-cell", "size"]):
         peak = _get(summary, size, "pseudobulk", "peak_rss_mib") / GIB
         add("pseudobulk of the single-cell file < 4 GiB", size, peak, 4.0, "GiB")
