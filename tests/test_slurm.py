@@ -69,6 +69,14 @@ def snakemake(workdir: Path, *args, env=None, timeout=300) -> subprocess.Complet
     )
 
 
+def slurm_dry_run(workdir: Path, *config, env=None) -> subprocess.CompletedProcess:
+    """A dry run with the SLURM profile and test site settings (partition debug, account ci);
+    ``config``: the key=value words of --config."""
+    site = {"RHLH_SLURM_PARTITION": "debug", "RHLH_SLURM_ACCOUNT": "ci", **(env or {})}
+    args = ["-n", "--workflow-profile", "profiles/slurm", "--config", *config]
+    return snakemake(workdir, *args, env=site)
+
+
 def rule_names(workdir: Path, results: Path) -> set[str]:
     """Names of the rules the workflow declares (snakemake --list-rules)."""
     proc = snakemake(workdir, "--list-rules", "--config", f"results={results}")
@@ -148,15 +156,7 @@ def test_profile_resources_reach_jobs(workflow_copy, tmp_path):
     """Dry run with the SLURM profile: site settings and per-rule memory reach the jobs.
 
     (A dry run cannot show which jobs stay local; the live test checks that.)"""
-    proc = snakemake(
-        workflow_copy,
-        "-n",
-        "--workflow-profile",
-        "profiles/slurm",
-        "--config",
-        f"results={tmp_path / 'results'}",
-        env={"RHLH_SLURM_PARTITION": "debug", "RHLH_SLURM_ACCOUNT": "ci"},
-    )
+    proc = slurm_dry_run(workflow_copy, f"results={tmp_path / 'results'}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout + proc.stderr
     assert "localrules directive specifies rules that are not" not in out
@@ -277,17 +277,11 @@ def test_cell_type_jobs_are_one_cluster_job_per_cell_type(workflow_copy, tmp_pat
         cohort, tmp_path / "cohort", "h5ad-sc", cells_per_sample=30, cell_types=("T", "NK")
     )
     fake = str(fake_slurm_bin(tmp_path / "bin", "4"))
-    site = {"RHLH_SLURM_PARTITION": "debug", "RHLH_SLURM_ACCOUNT": "ci"}
-    site["PATH"] = f"{fake}{os.pathsep}{os.environ['PATH']}"
-    proc = snakemake(
+    proc = slurm_dry_run(
         workflow_copy,
-        "-n",
-        "--workflow-profile",
-        "profiles/slurm",
-        "--config",
         f"cohort={tmp_path / 'cohort'}",
         f"results={tmp_path / 'results'}",
-        env=site,
+        env={"PATH": f"{fake}{os.pathsep}{os.environ['PATH']}"},
     )
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-3000:]
