@@ -52,6 +52,7 @@ models = fit_visit_by_response(
     n_boot=p.n_boot,
     min_patients=p.min_patients,
     interaction_test=p.interaction_test,
+    n_perm=p.interaction_n_perm,
 )
 models = models.rename(columns={"feature": "analyte"})
 models.insert(1, "uninformative", models["analyte"].map(flag).astype(bool))

@@ -39,6 +39,7 @@ models = fit_signature_models(
     n_boot=p.n_boot,
     min_patients=p.min_patients,
     interaction_test=p.interaction_test,
+    n_perm=p.interaction_n_perm,
 )
 write_tsv(models, sm.output.models)
 inter = models[models["term"] == "interaction"]

@@ -34,6 +34,7 @@ tests = sc.composition_tests(
     seed=p.seed,
     n_boot=p.n_boot,
     min_patients=p.min_patients,
+    n_perm=p.n_perm,
     transform=p.transform,
 )
 write_tsv(tests, sm.output.tests)

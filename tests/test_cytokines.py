@@ -343,7 +343,9 @@ def test_pipeline_detects_planted_decline_with_right_sign(tmp_path):
     res = lg.fit_visit_by_response(long, visits=["D0", "D7", "D14", "D28"], n_boot=0)
     inter = res[res.term == "interaction"].set_index("feature")
     for a in ("IFNG", "CXCL9"):
-        assert inter.loc[a, "padj"] < 1e-3 and inter.loc[a, "estimate"] < 0
+        # near the permutation floor (1 / 2000): hardly a relabelling beats the observed F
+        assert inter.loc[a, "pvalue"] < 0.005 and inter.loc[a, "estimate"] < 0
+        assert inter.loc[a, "padj"] < 0.01
     assert inter.loc["IL6", "pvalue"] > 0.01
     d28 = res[
         (res.term == "visit_vs_baseline") & (res.group == "responder") & (res.visit == "D28")

@@ -1,5 +1,6 @@
 """Tests of rhlh.longitudinal against hand computations, OLS identities and simulations."""
 
+import itertools
 import shutil
 import subprocess
 import warnings
@@ -28,8 +29,10 @@ def simulate(
     sd_patient=0.5,
     sd_noise=0.3,
     drop=0.0,
+    sd_slope=0.0,
 ):
-    """Random-intercept data; effect[feature] = per-visit shift for responders only."""
+    """Random-intercept data; effect[feature] = per-visit shift for responders only;
+    ``sd_slope``: each patient also drifts by their own amount per visit (a random slope)."""
     rng = np.random.default_rng(seed)
     effect = effect or {}
     rows = []
@@ -37,6 +40,7 @@ def simulate(
         for p in range(n_resp + n_non):
             resp = p < n_resp
             u = rng.normal(0, sd_patient)
+            slope = rng.normal(0, sd_slope) if sd_slope else 0.0
             for i, v in enumerate(visits):
                 shift = effect.get(f, [0] * len(visits))[i] if resp else 0.0
                 rows.append(
@@ -45,7 +49,7 @@ def simulate(
                         "visit": v,
                         "responder": resp,
                         "feature": f,
-                        "value": 2 + u + shift + rng.normal(0, sd_noise),
+                        "value": 2 + u + slope * i + shift + rng.normal(0, sd_noise),
                     }
                 )
     df = pd.DataFrame(rows)
@@ -186,7 +190,7 @@ def test_bh_adjust_matches_statsmodels_and_keeps_nan():
 def test_balanced_estimates_equal_split_plot_anova():
     """Balanced complete data: REML contrasts = mean within-patient changes, F = split-plot F."""
     df = simulate(n_resp=8, n_non=7, effect={"F": [0, -0.3, -0.6, -0.9]}, seed=5)
-    res = lg.fit_visit_by_response(df, visits=VISITS, n_boot=0)
+    res = lg.fit_visit_by_response(df, visits=VISITS, n_boot=0, interaction_test="wald_f")
     wide = df.pivot_table(index=["patient_id", "responder"], columns="visit", values="value")
     for flag, grp in ((True, "responder"), (False, "non-responder")):
         w = wide.xs(flag, level="responder")
@@ -219,7 +223,9 @@ def test_planted_decline_in_responders_only():
     res = lg.fit_visit_by_response(df, visits=VISITS, n_boot=30, seed=4)
     assert set(res.columns) >= set(lg.RESULT_COLUMNS)
     inter = res[res.term == "interaction"].set_index("feature")
-    assert inter.loc["IFNG", "pvalue"] < 1e-4 and inter.loc["IFNG", "estimate"] < -0.4
+    # the permutation test's smallest p: no relabelling of the patients beats the observed one
+    assert inter.loc["IFNG", "pvalue"] == pytest.approx(1 / 2000)
+    assert inter.loc["IFNG", "estimate"] < -0.4
     assert inter.loc["IL6", "pvalue"] > 0.01
     r = res[(res.feature == "IFNG") & (res.term == "visit_vs_baseline")]
     for i, v in enumerate(VISITS[1:], start=1):
@@ -259,6 +265,61 @@ def test_null_cohort_nominal_rejection_rate():
     assert stats.kstest(inter, "uniform").pvalue > 0.001
 
 
+def test_permutation_interaction_equals_enumeration_by_hand():
+    """5 + 3 patients: the p-value is the share of the C(8, 5) = 56 labellings whose Wald F
+    (refitted one at a time, :func:`rhlh.lmm.fit`) is at least the observed one."""
+    df = simulate(n_resp=5, n_non=3, effect={"F": [0, -0.2, -0.4, -0.3]}, seed=21)
+    res = lg.fit_visit_by_response(df, visits=VISITS, n_boot=0)
+    inter = res[res.term == "interaction"].iloc[0]
+    assert "(56 all labellings)" in inter["method"]
+    patients = sorted(df["patient_id"].unique())
+    wald = []
+    for chosen in itertools.combinations(patients, 5):
+        relabelled = df.assign(responder=df["patient_id"].isin(chosen))
+        out = lg.fit_visit_by_response(
+            relabelled, visits=VISITS, n_boot=0, interaction_test="wald_f"
+        )
+        wald.append(out.loc[out.term == "interaction", "pvalue"].item())
+    observed = lg.fit_visit_by_response(df, visits=VISITS, n_boot=0, interaction_test="wald_f")
+    p_obs = observed.loc[observed.term == "interaction", "pvalue"].item()
+    # same df in every labelling: a larger F is a smaller Wald p
+    expected = np.mean(np.asarray(wald) <= p_obs * (1 + 1e-6))
+    assert inter["pvalue"] == pytest.approx(expected, abs=1e-12)
+    assert 1 / 56 < inter["pvalue"] < 1
+    # seeded random labellings when there are more than n_perm of them
+    a = lg.fit_visit_by_response(df, visits=VISITS, n_boot=0, n_perm=40, seed=3)
+    b = lg.fit_visit_by_response(df, visits=VISITS, n_boot=0, n_perm=40, seed=3)
+    pd.testing.assert_frame_equal(a, b)
+    row = a[a.term == "interaction"].iloc[0]
+    assert "(40 random labellings)" in row["method"]
+    assert row["pvalue"] * 41 == pytest.approx(round(row["pvalue"] * 41))
+
+
+def test_permutation_interaction_holds_its_level_with_random_slopes():
+    """Each patient drifts by their own amount: the random-intercept Wald F against its F
+    reference rejects too often, the permutation of responder labels does not."""
+    n_feat = 200
+    df = simulate(
+        n_resp=8,
+        n_non=8,
+        seed=17,
+        features=tuple(f"F{i:03d}" for i in range(n_feat)),
+        sd_slope=0.5,
+    )
+    lo, hi = stats.binom.ppf([0.0005, 0.9995], n_feat, 0.05)
+    p = {}
+    for test in ("wald_f", "permutation"):
+        res = lg.fit_visit_by_response(
+            df, visits=VISITS, n_boot=0, interaction_test=test, n_perm=199, seed=2
+        )
+        p[test] = res.loc[res.term == "interaction", "pvalue"].to_numpy()
+        assert len(p[test]) == n_feat
+    # measured (seed 17): Wald F KS p 9e-9, 27 of 200 below 0.05; permutation KS p 0.10, 18
+    assert stats.kstest(p["wald_f"], "uniform").pvalue < 1e-4
+    assert lo <= (p["permutation"] < 0.05).sum() <= hi
+    assert stats.kstest(p["permutation"], "uniform").pvalue > 0.001
+
+
 def test_bootstrap_is_seeded_and_responds_to_seed():
     df = simulate(n_resp=6, n_non=6, visits=VISITS[:3], seed=3)
     a = lg.fit_visit_by_response(df, visits=VISITS[:3], n_boot=20, seed=1)
@@ -279,7 +340,7 @@ def test_min_patients_drops_thin_cells():
     assert "D28" not in set(nr.visit)
     assert "D28" in set(res[res.group == "responder"].visit)
     inter = res[res.term == "interaction"].iloc[0]
-    assert "df=2," in inter["method"] and "D7,D14" in inter["method"]
+    assert "df=2" in inter["method"] and "D7,D14" in inter["method"]
 
 
 def test_lrt_option_agrees_with_wald_on_strong_signal():

@@ -46,6 +46,9 @@ NULL_SEEDS = tuple(range(100, 130))
 ASSOC_SEEDS = NULL_SEEDS[:15]
 EFFECT_SEEDS = (200, 201)
 N_PERM = 999  # Spearman permutations (the workflow's 9999 only refines the p-value)
+# mixed-model interaction labellings: 199 on the null cohorts (enough for a KS check at a
+# resolution of 1/200), the workflow's 1999 on the effect cohorts (p-values down to 1/2000)
+N_PERM_NULL, N_PERM_EFFECT = 199, 1999
 IFN_SIGNATURE = "HALLMARK_INTERFERON_GAMMA_RESPONSE"
 IFN_CYTOKINES = ("IFNG", "CXCL9", "IL10")
 
@@ -66,6 +69,7 @@ def _analyse(seed, null, shipped, associations=True):
     responders = define_responders(c["patients"], c["responses"])
     samples = c["samples"]
     rng = np.random.default_rng(seed)
+    n_perm = N_PERM_NULL if null else N_PERM_EFFECT
     # random sets of genes outside the IFN programme: all patients share one IFN fall law
     # under the null, so sets holding IFN genes give p-values correlated within a cohort
     ifn = set(c["ifn_genes"])
@@ -74,7 +78,9 @@ def _analyse(seed, null, shipped, associations=True):
     for k in range(N_RANDOM_SETS):
         sets[f"RANDOM{k:02d}"] = list(rng.choice(genes, int(rng.integers(10, 40)), replace=False))
     scores, _ = sco.score_signatures(counts_frame(c), sets, samples, methods=("ulm",))
-    sig_models = mod.fit_signature_models(scores, responders, VISITS, n_boot=0, seed=seed)
+    sig_models = mod.fit_signature_models(
+        scores, responders, VISITS, n_boot=0, seed=seed, n_perm=n_perm
+    )
 
     readings = cy.substitute_censored(lab.parse_cytokines(c["cytokines"]))
     censoring = cy.censoring_summary(readings, samples, VISITS)
@@ -82,7 +88,11 @@ def _analyse(seed, null, shipped, associations=True):
     values = cy.collapse_plates(readings.assign(plate_offset=0.0))
     long = cy.model_table(values, samples, responders)
     cyto_models = fit_visit_by_response(
-        long[~long["feature"].map(flag)], visits=VISITS, n_boot=0, seed=seed
+        long[~long["feature"].map(flag)],
+        visits=VISITS,
+        n_boot=0,
+        seed=seed,
+        n_perm=n_perm,
     )
     out = {"signature": sig_models, "cytokine": cyto_models, "assoc": None}
     if associations:
@@ -230,15 +240,14 @@ def test_signature_interaction_uniform_on_null_random_sets(null_runs):
     _assert_uniform(p, "signature interaction, random sets", min_n=len(NULL_SEEDS) * 9)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the random-intercept model ignores that each patient's IFN programme falls by its "
-    "own amount (a random slope in the simulator's null); for the large, precisely scored "
-    "shipped sets the Wald F is anti-conservative: 11% of p < 0.05, 4.7% of p < 0.01 over "
-    "these 30 null cohorts (random sets: 4.3%, 0.7%)",
-)
 def test_signature_interaction_uniform_on_null_shipped_sets(null_runs):
-    """The shipped sets (HALLMARK, AYERS, RICE) on the same null cohorts."""
+    """The shipped sets (HALLMARK, AYERS, RICE) on the same null cohorts.
+
+    Each patient's IFN programme falls by its own amount here (a random slope in the
+    simulator's null), which the random-intercept model ignores: against its own F reference
+    the Wald F gave 11% of p < 0.05 and 4.7% of p < 0.01 over these 30 cohorts for the large,
+    precisely scored shipped sets. The default permutation of responder labels between
+    patients does not depend on that correlation (measured: 6.3% and 0.7%, KS p = 0.21)."""
     p = _interaction_p(null_runs["signature"], "signature", lambda s: ~s.str.startswith("RANDOM"))
     _assert_uniform(p, "signature interaction, shipped sets", min_n=len(NULL_SEEDS) * 9)
 
@@ -324,8 +333,12 @@ def test_planted_cytokine_fall_found(effect_runs):
         for analyte in IFN_CYTOKINES:
             row = inter.loc[(seed, analyte)]
             assert row["estimate"] < 0 and row["pvalue"] < 0.05, (seed, analyte)
+        # patient-level evidence (responder labels permuted between 20 patients, 15 vs 5):
+        # measured padj IFNG 0.0035 / 0.049, CXCL9 0.009 / 0.051 on seeds 200 / 201 (the
+        # Wald F against its F reference, which ignores that patients fall by their own
+        # amounts: 1e-6 and 1e-3)
         for analyte in ("IFNG", "CXCL9"):
-            assert inter.loc[(seed, analyte), "padj"] < 0.01, (seed, analyte)
+            assert inter.loc[(seed, analyte), "padj"] < 0.1, (seed, analyte)
     resp = _d28(m, "feature", "IFNG", "responder")
     non = _d28(m, "feature", "IFNG", "non-responder")
     assert (resp < non).all()

@@ -394,8 +394,9 @@ def test_interaction_detected_in_responders_and_not_on_null():
     assert inter["converged"].all()
     # IFN genes fall in responders only: responders' change minus non-responders' < 0
     assert inter.loc["IFN", "estimate"] < 0
-    assert inter.loc["IFN", "pvalue"] < 1e-4
-    assert inter.loc["IFN", "padj"] < 0.01
+    # no labelling of the patients as responder / non-responder gives a larger F
+    assert inter.loc["IFN", "pvalue"] == pytest.approx(1 / 2000)
+    assert inter.loc["IFN", "padj"] == pytest.approx(21 / 2000)  # the smallest of 21 sets
     # the within-group change: responders fall at D28, non-responders do not
     vis = res[(res["signature"] == "IFN") & (res["term"] == "visit_vs_baseline")]
     vis = vis.set_index(["group", "visit"])

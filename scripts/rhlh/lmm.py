@@ -94,17 +94,19 @@ class PatientStats:
         )
         return beta, cov, float(llf), ok
 
-    def fit_many(self, weights, reml=True, iterations=_GOLDEN_STEPS):
+    def fit_many(self, weights, reml=True, iterations=_GOLDEN_STEPS, with_cov=False):
         """REML/ML fixed effects for many patient weightings at once (bootstrap resamples).
 
-        ``weights`` is B x patients; returns (params B x p, ok B). The same profiled
-        likelihood as :meth:`fit`, minimised over log(lam) in [-18, 12] for all rows together:
-        ``iterations`` golden-section steps (bracket 30 x 0.618^steps), then one parabolic
-        step through the two inner points and the bracket's midpoint; the boundary lam -> 0 is
-        kept when it is no worse. Each evaluation is one batched Cholesky factorisation of the
-        GLS cross-product of [X y], M(lam) = Z'Z - sum_i c_i w_i(lam) z_i z_i' with
-        w_i = lam / (1 + n_i lam) and z_i patient i's column sums: its first p diagonal
-        entries give log det(X'V^-1 X), the last one squared the residual sum of squares.
+        ``weights`` is B x patients; returns (params B x p, ok B), and with ``with_cov`` also
+        the covariances of the fixed effects (B x p x p, s2 (X'V^-1 X)^-1 as :meth:`fit`).
+        The same profiled likelihood as :meth:`fit`, minimised over log(lam) in [-18, 12]
+        for all rows together: ``iterations`` golden-section steps (bracket 30 x 0.618^steps),
+        then one parabolic step through the two inner points and the bracket's midpoint; the
+        boundary lam -> 0 is kept when it is no worse. Each evaluation is one batched Cholesky
+        factorisation of the GLS cross-product of [X y], M(lam) = Z'Z - sum_i c_i w_i(lam)
+        z_i z_i' with w_i = lam / (1 + n_i lam) and z_i patient i's column sums: its first p
+        diagonal entries give log det(X'V^-1 X), the last one squared the residual sum of
+        squares.
         Patients with the same number of observations share w_i, so the per-resample sums
         over them are formed once, before the search. Rows whose cross-product is not
         positive definite (a resample that makes the design rank-deficient) get ok False.
@@ -191,7 +193,13 @@ class PatientStats:
         A = np.where(good[:, None, None], M[:, :p, :p], np.eye(p))
         beta = np.linalg.solve(A, M[:, :p, p:])[:, :, 0]
         good = good & np.all(np.isfinite(beta), axis=1)
-        return beta, good
+        if not with_cov:
+            return beta, good
+        # residual sum of squares: M's Schur complement of its first p rows and columns
+        rss = M[:, p, p] - np.einsum("bp,bp->b", M[:, p, :p], beta)
+        s2 = np.maximum(rss, 1e-300) / dof
+        cov = s2[:, None, None] * np.linalg.inv(A)
+        return beta, good, cov
 
 
 def cholesky_rows(M, L, good, rows):

@@ -437,12 +437,14 @@ def composition_tests(
     n_boot: int = 0,
     min_patients: int = 3,
     transform: str = "logit",
+    n_perm: int = 1999,
 ) -> pd.DataFrame:
     """Longitudinal composition tests per cell type with the shared mixed model.
 
     Transformed proportions per sample in ``value ~ group + group:visit + (1 | patient)``
     (:func:`rhlh.longitudinal.fit_visit_by_response`): change from baseline at each visit in
-    responders, non-responders and everyone, and the joint responder x visit interaction; BH
+    responders, non-responders and everyone, and the joint responder x visit interaction (Wald F
+    referred to ``n_perm`` labellings of the patients as responder / non-responder); BH
     across cell types within each term x group x visit. ``feature`` is the cell type.
     """
     from rhlh.longitudinal import fit_visit_by_response
@@ -457,6 +459,7 @@ def composition_tests(
         seed=seed,
         n_boot=n_boot,
         min_patients=min_patients,
+        n_perm=n_perm,
     )
     out = out.rename(columns={"feature": "cell_type"})
     out.insert(1, "transform", transform)

@@ -69,6 +69,7 @@ rule cytokines_models:
         n_boot=CYTO["n_boot"],
         min_patients=CYTO["min_patients"],
         interaction_test=CYTO["interaction_test"],
+        interaction_n_perm=CYTO["interaction_n_perm"],
         skip_uninformative=CYTO["skip_uninformative"],
     script:
         "../../scripts/cytokines_models.py"

@@ -117,6 +117,7 @@ rule signatures_models:
         n_boot=SIG["n_boot"],
         min_patients=SIG["min_patients"],
         interaction_test=SIG["interaction_test"],
+        interaction_n_perm=SIG["interaction_n_perm"],
     script:
         "../../scripts/signatures_models.py"
 

@@ -76,6 +76,7 @@ rule singlecell_composition:
         transform=SC["composition_transform"],
         n_boot=SC["composition_n_boot"],
         min_patients=SC["composition_min_patients"],
+        n_perm=SC["composition_n_perm"],
         visits=config["visits"],
         baseline=config["baseline_visit"],
         seed=config["seed"],

@@ -65,7 +65,8 @@ def fit_signature_models(
     seed=0,
     n_boot=200,
     min_patients=3,
-    interaction_test="wald_f",
+    interaction_test="permutation",
+    n_perm=1999,
 ) -> pd.DataFrame:
     """Mixed model score ~ visit * responder + (1|patient_id) per signature and method.
 
@@ -83,6 +84,7 @@ def fit_signature_models(
         n_boot=n_boot,
         min_patients=min_patients,
         interaction_test=interaction_test,
+        n_perm=n_perm,
     )
     if res.empty:
         log.warning(
