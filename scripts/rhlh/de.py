@@ -1027,17 +1027,14 @@ def mark_signature_genes(table: pd.DataFrame, gene_sets) -> pd.DataFrame:
     for name, genes in (gene_sets or {}).items():
         for g in genes:
             member.setdefault(str(g).upper(), set()).add(str(name))
-    keys = [table["gene_id"].astype(str)]
+    columns = [table["gene_id"].astype(str).str.upper().to_numpy()]
     if "gene_name" in table:
-        keys.append(table["gene_name"].fillna("").astype(str))
-
-    def sets_of(i):
-        found = set()
-        for k in keys:
-            found |= member.get(k.iat[i].upper(), set())
-        return ",".join(sorted(found))
-
-    table["signature_genes"] = [sets_of(i) for i in range(len(table))]
+        columns.append(table["gene_name"].fillna("").astype(str).str.upper().to_numpy())
+    empty: set[str] = set()
+    table["signature_genes"] = [
+        ",".join(sorted(set().union(*(member.get(k, empty) for k in keys))))
+        for keys in zip(*columns, strict=True)
+    ]
     return table
 
 

@@ -67,6 +67,9 @@ def _scatter(tab, x, y, title, xlabel, ylabel, alpha, label_top):
             alpha=0.6 if name == "other" else 0.9,
             linewidths=0,
             label=label,
+            # 20,000 points as vector markers make the PDF slow to write and to open: the
+            # points are an image inside it, axes and labels stay vector
+            rasterized=True,
         )
     # label the most significant signature genes, so the IFN-gamma/JAK-STAT story is visible
     top = tab[tab.in_signature & tab.padj.notna()].nsmallest(label_top, "padj")
